@@ -1,0 +1,64 @@
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+NAME_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.\- ]{0,99}$"
+
+
+class AgentFields(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    system_prompt: str | None = Field(default=None, max_length=100_000)
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    max_tokens: int | None = Field(default=None, ge=1, le=1_000_000)
+    timeout_seconds: float | None = Field(default=None, gt=0, le=3600)
+    max_attempts: int = Field(default=3, ge=1, le=10)
+
+
+class AgentCreate(AgentFields):
+    name: str = Field(pattern=NAME_PATTERN)
+    key_id: str = Field(min_length=1, max_length=32)
+    model: str = Field(min_length=1, max_length=200)
+
+    @field_validator("model")
+    @classmethod
+    def _model_not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("model must not be blank")
+        return value.strip()
+
+
+class AgentUpdate(BaseModel):
+    """Partial update: only the fields sent change."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    key_id: str | None = Field(default=None, min_length=1, max_length=32)
+    model: str | None = Field(default=None, min_length=1, max_length=200)
+    system_prompt: str | None = Field(default=None, max_length=100_000)
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    max_tokens: int | None = Field(default=None, ge=1, le=1_000_000)
+    timeout_seconds: float | None = Field(default=None, gt=0, le=3600)
+    max_attempts: int | None = Field(default=None, ge=1, le=10)
+
+
+class AgentPublic(BaseModel):
+    id: str
+    name: str
+    key_id: str
+    provider: str
+    model: str
+    system_prompt: str | None
+    temperature: float | None
+    max_tokens: int | None
+    timeout_seconds: float | None
+    max_attempts: int
+    created_at: datetime
+    updated_at: datetime
+
+
+class AgentList(BaseModel):
+    data: list[AgentPublic]
+    count: int

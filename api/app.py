@@ -1,0 +1,88 @@
+"""The ownkey API: a thin FastAPI app. Routers validate and call service functions."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, FastAPI
+from sqlalchemy import text
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from api.agents.router import router as agents_router
+from api.errors import install_error_handlers
+from api.keys.router import router as keys_router
+from api.prices.router import router as prices_router
+from api.runs.router import router as runs_router
+from api.workflows.router import router as workflows_router
+from shared.config import get_settings
+from shared.db import get_engine
+
+
+class BodySizeLimit:
+    """Refuse request bodies over `max_bytes` with 413, whether or not they announce
+    their length, before any of it is parsed."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope["headers"]:
+            if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
+                await _too_large(send, self.max_bytes)
+                return
+        seen = 0
+
+        async def limited_receive() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_bytes:
+                    raise _BodyTooLarge
+            return message
+
+        try:
+            await self.app(scope, limited_receive, send)
+        except _BodyTooLarge:
+            await _too_large(send, self.max_bytes)
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+async def _too_large(send: Send, max_bytes: int) -> None:
+    body = f'{{"detail":"request body is larger than {max_bytes} bytes"}}'.encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 413,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+def create_app() -> FastAPI:
+    settings = get_settings()
+    app = FastAPI(
+        title="ownkey",
+        version="0.1.0",
+        description="Bring-your-own-key AI agent workflows on your own servers.",
+    )
+    install_error_handlers(app)
+    v1 = APIRouter(prefix="/api/v1")
+    for router in (keys_router, agents_router, workflows_router, runs_router, prices_router):
+        v1.include_router(router)
+    app.include_router(v1)
+
+    @app.get("/health", tags=["health"])
+    def health() -> dict[str, str]:
+        with get_engine().connect() as connection:
+            connection.execute(text("SELECT 1"))
+        return {"status": "ok"}
+
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    return app

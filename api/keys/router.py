@@ -1,0 +1,58 @@
+from __future__ import annotations
+
+from fastapi import APIRouter, status
+
+from api.deps import CurrentToken, SessionDep
+from api.errors import BadGateway
+from api.keys import service
+from api.keys.schemas import KeyCreate, KeyList, KeyPublic, KeyTestResult, ModelList
+from shared.providers import ProviderError
+
+router = APIRouter(prefix="/keys", tags=["keys"])
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=KeyPublic)
+def create_key(body: KeyCreate, session: SessionDep, _: CurrentToken) -> KeyPublic:
+    key = service.create_key(session=session, body=body)
+    return KeyPublic.model_validate(key, from_attributes=True)
+
+
+@router.get("", response_model=KeyList)
+def list_keys(session: SessionDep, _: CurrentToken) -> KeyList:
+    keys = service.list_keys(session=session)
+    data = [KeyPublic.model_validate(k, from_attributes=True) for k in keys]
+    return KeyList(data=data, count=len(data))
+
+
+@router.get("/{key_id}", response_model=KeyPublic)
+def get_key(key_id: str, session: SessionDep, _: CurrentToken) -> KeyPublic:
+    key = service.get_key(session=session, key_id=key_id)
+    return KeyPublic.model_validate(key, from_attributes=True)
+
+
+@router.delete("/{key_id}", status_code=status.HTTP_204_NO_CONTENT)
+def delete_key(key_id: str, session: SessionDep, _: CurrentToken) -> None:
+    service.delete_key(session=session, key_id=key_id)
+
+
+@router.post("/{key_id}/test", response_model=KeyTestResult)
+def test_key(key_id: str, _: CurrentToken) -> KeyTestResult:
+    """Check the key against its provider: ok, or the provider's own error."""
+    key = service.load_key(key_id)
+    with service.check_client() as client:
+        try:
+            models = service.provider_for(key, client).list_models()
+        except ProviderError as exc:
+            return KeyTestResult(ok=False, provider=key.provider, error=str(exc))
+    return KeyTestResult(ok=True, provider=key.provider, models_count=len(models))
+
+
+@router.get("/{key_id}/models", response_model=ModelList)
+def list_models(key_id: str, _: CurrentToken) -> ModelList:
+    key = service.load_key(key_id)
+    with service.check_client() as client:
+        try:
+            models = service.provider_for(key, client).list_models()
+        except ProviderError as exc:
+            raise BadGateway(f"{key.provider} refused to list models: {exc}") from exc
+    return ModelList(data=sorted(models), count=len(models))

@@ -1,0 +1,77 @@
+"""Provider keys: stored encrypted, checked against their provider on request."""
+
+from __future__ import annotations
+
+import httpx
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, select
+
+from api.errors import Conflict, NotFound
+from api.keys.schemas import KeyCreate
+from shared.crypto import key_hint
+from shared.db import session_scope
+from shared.keystore import get_secret_box
+from shared.models import Agent, ProviderKey
+from shared.providers import Provider, make_provider
+
+CHECK_TIMEOUT_SECONDS = 15.0
+
+
+def create_key(*, session: Session, body: KeyCreate) -> ProviderKey:
+    secret = body.api_key.get_secret_value().strip() if body.api_key else ""
+    if session.exec(select(ProviderKey.id).where(ProviderKey.name == body.name)).first():
+        raise Conflict(f"a key named '{body.name}' already exists")
+    key = ProviderKey(
+        provider=body.provider,
+        name=body.name,
+        base_url=body.resolved_base_url(),
+        secret_ciphertext=get_secret_box().encrypt(secret) if secret else None,
+        key_hint=key_hint(secret) if secret else "",
+    )
+    session.add(key)
+    try:
+        session.flush()
+    except IntegrityError as exc:
+        raise Conflict(f"a key named '{body.name}' already exists") from exc
+    return key
+
+
+def get_key(*, session: Session, key_id: str) -> ProviderKey:
+    key = session.get(ProviderKey, key_id)
+    if key is None:
+        raise NotFound(f"no key with id '{key_id}'")
+    return key
+
+
+def load_key(key_id: str) -> ProviderKey:
+    """Read a key in its own short transaction, for calls that then wait on a provider:
+    no database transaction (on SQLite, the write lock) is held across the network."""
+    with session_scope() as session:
+        key = get_key(session=session, key_id=key_id)
+        session.expunge(key)
+    return key
+
+
+def list_keys(*, session: Session) -> list[ProviderKey]:
+    return list(session.exec(select(ProviderKey).order_by(ProviderKey.name)).all())
+
+
+def delete_key(*, session: Session, key_id: str) -> None:
+    key = get_key(session=session, key_id=key_id)
+    users = session.exec(select(Agent.name).where(Agent.key_id == key.id)).all()
+    if users:
+        raise Conflict(
+            f"key '{key.name}' is used by agent(s) {', '.join(sorted(users))}; "
+            "move them to another key first"
+        )
+    session.delete(key)
+
+
+def provider_for(key: ProviderKey, client: httpx.Client) -> Provider:
+    """The provider adapter for a key, with its secret decrypted for this call only."""
+    secret = get_secret_box().decrypt(key.secret_ciphertext) if key.secret_ciphertext else None
+    return make_provider(key.provider, base_url=key.base_url, api_key=secret, client=client)
+
+
+def check_client() -> httpx.Client:
+    return httpx.Client(timeout=CHECK_TIMEOUT_SECONDS, follow_redirects=False)

@@ -1,0 +1,68 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class RunCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    workflow: str = Field(min_length=1, max_length=100, description="workflow id or name")
+    input: dict[str, Any] = Field(default_factory=dict, description="a JSON object")
+
+
+class RunAccepted(BaseModel):
+    id: str
+    status: str
+
+
+class StepPublic(BaseModel):
+    id: str
+    step_run_id: str
+    status: str
+    agent: str
+    provider: str
+    model: str
+    depends_on: list[str]
+    output: str | None
+    error: str | None
+    input_tokens: int | None
+    output_tokens: int | None
+    cached_tokens: int | None
+    cost_usd: float | None
+    latency_ms: int | None
+    attempts: int
+    attempt_log: list[dict[str, Any]]
+    worker_host: str | None
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+class RunSummary(BaseModel):
+    id: str
+    status: str
+    workflow: str
+    workflow_id: str
+    workflow_version: int
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    input_tokens: int
+    output_tokens: int
+    cached_tokens: int
+    cost_usd: float
+    cost_incomplete: bool
+    failed_step: str | None
+    error: str | None
+
+
+class RunPublic(RunSummary):
+    input: dict[str, Any]
+    steps: list[StepPublic]
+
+
+class RunList(BaseModel):
+    data: list[RunSummary]
+    count: int

@@ -1,0 +1,125 @@
+"""Submitting and reading runs."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from sqlalchemy import func
+from sqlmodel import Session, col, select
+
+from api.errors import NotFound, Unprocessable, field_error
+from api.runs.schemas import RunCreate, RunPublic, RunSummary, StepPublic
+from api.workflows.service import find_workflow
+from shared.db import session_scope
+from shared.models import Run, StepRun, Workflow, WorkflowVersion
+from shared.runs import RunRejected, create_run
+from worker.dispatch import enqueue_steps
+
+NANOS = Decimal(1_000_000_000)
+
+
+def usd(nanos: int | None) -> float | None:
+    return None if nanos is None else float(Decimal(nanos) / NANOS)
+
+
+def submit_run(body: RunCreate) -> Run:
+    """Insert the run and its steps in one transaction, then enqueue the ready steps."""
+    with session_scope() as session:
+        workflow = find_workflow(session, body.workflow)
+        if workflow is None:
+            raise Unprocessable([field_error("workflow", f"no workflow with id or name '{body.workflow}'")])
+        try:
+            created = create_run(session=session, workflow=workflow, input=body.input)
+        except RunRejected as exc:
+            raise Unprocessable([field_error(exc.field, str(exc), step=exc.step)]) from exc
+    enqueue_steps(created.ready_step_ids)
+    return created.run
+
+
+def _summary(run: Run, workflow: Workflow, version: int) -> dict[str, object]:
+    return {
+        "id": run.id,
+        "status": run.status,
+        "workflow": workflow.name,
+        "workflow_id": workflow.id,
+        "workflow_version": version,
+        "created_at": run.created_at,
+        "started_at": run.started_at,
+        "finished_at": run.finished_at,
+        "input_tokens": run.input_tokens,
+        "output_tokens": run.output_tokens,
+        "cached_tokens": run.cached_tokens,
+        "cost_usd": usd(run.cost_nanos),
+        "cost_incomplete": run.cost_incomplete,
+        "failed_step": run.failed_step,
+        "error": run.error,
+    }
+
+
+def _step_public(step: StepRun) -> StepPublic:
+    return StepPublic(
+        id=step.step_key,
+        step_run_id=step.id,
+        status=step.status,
+        agent=step.agent_name,
+        provider=step.provider,
+        model=step.model,
+        depends_on=step.depends_on,
+        output=step.output,
+        error=step.error,
+        input_tokens=step.input_tokens,
+        output_tokens=step.output_tokens,
+        cached_tokens=step.cached_tokens,
+        cost_usd=usd(step.cost_nanos),
+        latency_ms=step.latency_ms,
+        attempts=step.attempts,
+        attempt_log=step.attempt_log,
+        worker_host=step.worker_host,
+        started_at=step.started_at,
+        finished_at=step.finished_at,
+    )
+
+
+def get_run(*, session: Session, run_id: str) -> RunPublic:
+    row = session.exec(
+        select(Run, Workflow, WorkflowVersion.version)
+        .where(Run.id == run_id)
+        .where(Workflow.id == Run.workflow_id)
+        .where(WorkflowVersion.id == Run.workflow_version_id)
+    ).first()
+    if row is None:
+        raise NotFound(f"no run with id '{run_id}'")
+    run, workflow, version = row
+    steps = session.exec(
+        select(StepRun).where(StepRun.run_id == run.id).order_by(col(StepRun.position))
+    ).all()
+    return RunPublic(
+        **_summary(run, workflow, version),  # type: ignore[arg-type]
+        input=run.input,
+        steps=[_step_public(s) for s in steps],
+    )
+
+
+def list_runs(
+    *, session: Session, status: str | None, workflow: str | None, limit: int, offset: int
+) -> tuple[list[RunSummary], int]:
+    query = (
+        select(Run, Workflow, WorkflowVersion.version)
+        .where(Workflow.id == Run.workflow_id)
+        .where(WorkflowVersion.id == Run.workflow_version_id)
+    )
+    count_query = select(func.count()).select_from(Run)
+    if status:
+        query = query.where(Run.status == status)
+        count_query = count_query.where(Run.status == status)
+    if workflow:
+        found = find_workflow(session, workflow)
+        if found is None:
+            return [], 0
+        query = query.where(Run.workflow_id == found.id)
+        count_query = count_query.where(Run.workflow_id == found.id)
+    rows = session.exec(
+        query.order_by(col(Run.created_at).desc(), col(Run.id)).offset(offset).limit(limit)
+    ).all()
+    total = session.exec(count_query).one()
+    return [RunSummary(**_summary(r, w, v)) for r, w, v in rows], int(total)  # type: ignore[arg-type]

@@ -1,0 +1,206 @@
+"""The `ownkey` command: one entry point for every role of the platform."""
+
+from __future__ import annotations
+
+import logging
+import socket
+import sys
+from typing import Annotated
+
+import typer
+
+from shared.config import get_settings
+
+app = typer.Typer(
+    help="ownkey: bring-your-own-key AI agent workflows on your own servers.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+token_app = typer.Typer(help="API tokens.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(token_app, name="token")
+
+
+def _fail(message: str) -> None:
+    typer.echo(f"ownkey: {message}", err=True)
+    raise typer.Exit(2)
+
+
+def _celery_or_fail():  # type: ignore[no-untyped-def]
+    from worker.celery_app import BrokerNotConfigured, get_celery
+
+    try:
+        return get_celery()
+    except BrokerNotConfigured as exc:
+        _fail(str(exc))
+
+
+@app.command()
+def up(
+    port: Annotated[int, typer.Option(help="API port")] = 8000,
+    concurrency: Annotated[int, typer.Option(help="provider calls in flight in the worker")] = 0,
+    flower: Annotated[bool, typer.Option(help="also start Flower")] = True,
+) -> None:
+    """Run everything on this machine: SQLite, a private Redis, API, worker, beat, Flower."""
+    from shared.launcher import run_stack
+
+    settings = get_settings()
+    code = run_stack(
+        settings,
+        port=port,
+        concurrency=concurrency or settings.worker_concurrency,
+        with_flower=flower,
+    )
+    raise typer.Exit(code)
+
+
+@app.command()
+def api(
+    host: Annotated[str | None, typer.Option(help="bind address")] = None,
+    port: Annotated[int | None, typer.Option(help="port")] = None,
+    workers: Annotated[int, typer.Option(help="uvicorn worker processes")] = 1,
+) -> None:
+    """Serve the HTTP API."""
+    import uvicorn
+
+    settings = get_settings()
+    _celery_or_fail()
+    uvicorn.run(
+        "api.app:create_app",
+        factory=True,
+        host=host or settings.api_host,
+        port=port or settings.api_port,
+        workers=workers,
+        log_level=settings.log_level.lower(),
+        access_log=False,
+        proxy_headers=True,
+    )
+
+
+@app.command()
+def worker(
+    queues: Annotated[str | None, typer.Option(help="comma-separated queues to consume")] = None,
+    concurrency: Annotated[int | None, typer.Option(help="provider calls in flight")] = None,
+    pool: Annotated[str | None, typer.Option(help="threads (default), prefork or solo")] = None,
+    hostname: Annotated[str | None, typer.Option(help="worker node name")] = None,
+) -> None:
+    """Run a Celery worker that executes steps."""
+    settings = get_settings()
+    celery = _celery_or_fail()
+    celery.worker_main(
+        [
+            "worker",
+            f"--pool={pool or settings.worker_pool}",
+            f"--concurrency={concurrency or settings.worker_concurrency}",
+            f"--queues={queues or settings.worker_queues}",
+            f"--hostname={hostname or 'ownkey@' + socket.gethostname()}",
+            f"--loglevel={settings.log_level}",
+            "--without-mingle",
+            "--without-gossip",
+        ]
+    )
+
+
+@app.command()
+def beat() -> None:
+    """Run Celery beat (exactly one per cluster): the reconciler and schedules."""
+    settings = get_settings()
+    celery = _celery_or_fail()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    celery.start(
+        [
+            "beat",
+            f"--schedule={settings.data_dir / 'celerybeat-schedule'}",
+            f"--loglevel={settings.log_level}",
+        ]
+    )
+
+
+@app.command()
+def flower(
+    port: Annotated[int | None, typer.Option(help="port")] = None,
+    address: Annotated[str, typer.Option(help="bind address")] = "127.0.0.1",
+    url_prefix: Annotated[str, typer.Option(help="path prefix behind a proxy")] = "",
+) -> None:
+    """Run Flower, the Celery monitoring dashboard, behind basic auth."""
+    settings = get_settings()
+    auth = settings.flower_basic_auth.get_secret_value()
+    if not auth or ":" not in auth:
+        _fail("set OWNKEY_FLOWER_BASIC_AUTH=user:password; Flower never runs without a login")
+    celery = _celery_or_fail()
+    args = [
+        "flower",
+        f"--port={port or settings.flower_port}",
+        f"--address={address}",
+        f"--basic-auth={auth}",
+    ]
+    if url_prefix:
+        args.append(f"--url-prefix={url_prefix}")
+    celery.start(args)
+
+
+@app.command("fake-llm")
+def fake_llm(
+    port: Annotated[int, typer.Option(help="port")] = 9100,
+    host: Annotated[str, typer.Option(help="bind address")] = "127.0.0.1",
+    latency: Annotated[float, typer.Option(help="seconds before each answer")] = 0.0,
+    valid_key: Annotated[
+        list[str] | None, typer.Option(help="accept only these keys (repeatable)")
+    ] = None,
+    input_tokens: Annotated[int | None, typer.Option(help="fixed input token count")] = None,
+    output_tokens: Annotated[int | None, typer.Option(help="fixed output token count")] = None,
+    cached_tokens: Annotated[int, typer.Option(help="cached input tokens to report")] = 0,
+) -> None:
+    """Serve a fake LLM provider (OpenAI, Anthropic and Ollama wire formats) for tests and demos."""
+    from shared.fake_llm.server import FakeConfig, run
+
+    config = FakeConfig(
+        latency_seconds=latency,
+        valid_keys=set(valid_key or []),
+        input_tokens=input_tokens,
+        output_tokens=output_tokens,
+        cached_tokens=cached_tokens,
+    )
+    typer.echo(f"fake-llm listening on http://{host}:{port}", err=True)
+    run(host, port, config)
+
+
+@db_app.command("upgrade")
+def db_upgrade(revision: Annotated[str, typer.Argument()] = "head") -> None:
+    """Create or migrate the database schema."""
+    from shared.migrate import upgrade_database
+
+    url = get_settings().resolved_database_url
+    upgrade_database(url, revision)
+    typer.echo(f"database is at {revision}")
+
+
+@token_app.command("create")
+def token_create(
+    name: Annotated[str, typer.Option(help="what the token is for")] = "cli",
+) -> None:
+    """Create an API token; it is printed once, alone on the last line."""
+    from shared.db import session_scope
+    from shared.tokens import create_api_token
+
+    with session_scope() as session:
+        token = create_api_token(session, name=name)
+    typer.echo(f"created API token '{name}'; it is shown only now:", err=True)
+    typer.echo(token)
+
+
+def main() -> None:
+    logging.basicConfig(
+        level=get_settings().log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,75 @@
+"""ownkey's settings: one pydantic-settings object, read from OWNKEY_* environment variables.
+
+`get_settings()` is cached so every module sees the same object; tests and the CLI call
+`get_settings.cache_clear()` after changing the environment.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PLACEHOLDER_SECRETS = {"changeme", "change-me", "secret", "please-change-me"}
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="OWNKEY_", env_file=".env", extra="ignore")
+
+    environment: Literal["development", "production", "test"] = "development"
+    data_dir: Path = Path(".ownkey")
+    # Empty means SQLite in data_dir (the embedded default).
+    database_url: str = ""
+    # Empty means "start a private Redis" (ownkey up) or fail clearly (api/worker alone).
+    redis_url: str = ""
+    # Master key for provider secrets. Empty: generated once into data_dir/secret.key (0600).
+    secret_key: SecretStr = SecretStr("")
+
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    public_url: str = ""
+    max_body_bytes: int = 1_048_576
+
+    worker_pool: Literal["threads", "prefork", "solo"] = "threads"
+    worker_concurrency: int = Field(default=200, ge=1, le=2000)
+    worker_queues: str = "ownkey"
+
+    step_timeout_seconds: float = Field(default=120.0, gt=0)
+    lease_seconds: int = Field(default=600, ge=10)
+    reconcile_interval_seconds: float = Field(default=30.0, gt=0)
+    # A step queued in SQL this long without being claimed is re-enqueued.
+    requeue_after_seconds: float = Field(default=300.0, gt=0)
+
+    flower_port: int = 5555
+    flower_basic_auth: SecretStr = SecretStr("")
+
+    log_level: str = "INFO"
+
+    @field_validator("secret_key")
+    @classmethod
+    def _no_placeholder_secret(cls, value: SecretStr) -> SecretStr:
+        if value.get_secret_value().strip().lower() in PLACEHOLDER_SECRETS:
+            raise ValueError("OWNKEY_SECRET_KEY is a placeholder; generate a real key")
+        return value
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'ownkey.db').resolve()}"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.resolved_database_url.startswith("sqlite")
+
+    @property
+    def master_key_file(self) -> Path:
+        return self.data_dir / "secret.key"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,149 @@
+"""`ownkey up`: the whole platform on one machine, stopped cleanly by Ctrl-C.
+
+Starts a private Redis (unless OWNKEY_REDIS_URL is set), migrates the SQLite (or
+configured) database, then runs the API, one worker, beat and Flower as child
+processes, each in its own process group so that stopping ownkey leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from shared.config import Settings
+from shared.db import session_scope
+from shared.embedded_redis import EmbeddedRedis, start_redis
+from shared.migrate import upgrade_database
+from shared.tokens import create_api_token, token_is_valid
+
+ADMIN_TOKEN_FILE = "admin.token"
+
+
+def write_private_file(path: Path, content: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(content)
+
+
+def admin_token(settings: Settings) -> str:
+    """The embedded default's admin token: created once, kept 0600 beside the database,
+    so every `ownkey up` can print it again."""
+    path = settings.data_dir / ADMIN_TOKEN_FILE
+    with session_scope() as session:
+        if path.exists():
+            token = path.read_text().strip()
+            if token and token_is_valid(session, token):
+                return token
+        token = create_api_token(session, name="admin (ownkey up)")
+    write_private_file(path, token + "\n")
+    return token
+
+
+@dataclass
+class Stack:
+    children: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    redis: EmbeddedRedis | None = None
+
+    def spawn(self, name: str, args: list[str], env: dict[str, str]) -> None:
+        self.children[name] = subprocess.Popen(
+            [sys.executable, "-m", "shared.cli", *args], env=env, start_new_session=True
+        )
+
+    def first_exit(self) -> str | None:
+        for name, child in self.children.items():
+            if child.poll() is not None:
+                return name
+        return None
+
+    def stop(self, grace_seconds: float = 15.0) -> None:
+        for child in self.children.values():
+            _signal_group(child, signal.SIGTERM)
+        deadline = time.monotonic() + grace_seconds
+        for child in self.children.values():
+            try:
+                child.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                pass
+            _signal_group(child, signal.SIGKILL)
+            child.wait()
+        if self.redis is not None:
+            self.redis.stop()
+
+
+def _interrupt(_signum: int, _frame: object) -> None:
+    """SIGTERM stops `ownkey up` the same way Ctrl-C does."""
+    raise KeyboardInterrupt
+
+
+def _signal_group(child: subprocess.Popen[bytes], sig: signal.Signals) -> None:
+    try:
+        os.killpg(child.pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def run_stack(settings: Settings, *, port: int, concurrency: int, with_flower: bool) -> int:
+    stack = Stack()
+    env = dict(os.environ)
+    data_dir = settings.data_dir.resolve()
+    env["OWNKEY_DATA_DIR"] = str(data_dir)
+    try:
+        if not settings.redis_url:
+            stack.redis = start_redis(data_dir / "redis")
+            env["OWNKEY_REDIS_URL"] = stack.redis.url
+        upgrade_database(settings.resolved_database_url)
+        token = admin_token(settings)
+        flower_auth = settings.flower_basic_auth.get_secret_value() or (
+            "admin:" + secrets.token_urlsafe(12)
+        )
+        env["OWNKEY_FLOWER_BASIC_AUTH"] = flower_auth
+        stack.spawn("api", ["api", "--port", str(port)], env)
+        stack.spawn("worker", ["worker", "--concurrency", str(concurrency)], env)
+        stack.spawn("beat", ["beat"], env)
+        if with_flower:
+            stack.spawn("flower", ["flower"], env)
+        _print_banner(settings, port, token, flower_auth if with_flower else None, env)
+        previous = signal.signal(signal.SIGTERM, _interrupt)
+        try:
+            while (exited := stack.first_exit()) is None:
+                time.sleep(0.5)
+            print(f"ownkey: {exited} stopped unexpectedly; stopping everything", file=sys.stderr)
+            return 1
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+    except KeyboardInterrupt:
+        print("\nownkey: stopping...", file=sys.stderr)
+        return 0
+    finally:
+        stack.stop()
+
+
+def _print_banner(
+    settings: Settings, port: int, token: str, flower_auth: str | None, env: dict[str, str]
+) -> None:
+    host = settings.api_host
+    lines = [
+        "",
+        "ownkey is up.",
+        f"  API:       http://{host}:{port}/api/v1   (docs: http://{host}:{port}/docs)",
+        f"  Database:  {settings.resolved_database_url}",
+        f"  Redis:     {env['OWNKEY_REDIS_URL']}",
+    ]
+    if flower_auth:
+        lines.append(
+            f"  Flower:    http://127.0.0.1:{settings.flower_port}   (login {flower_auth})"
+        )
+    lines += [
+        f"  Admin token (also in {settings.data_dir / ADMIN_TOKEN_FILE}):",
+        f"    export OWNKEY_TOKEN={token}",
+        "Press Ctrl-C to stop.",
+        "",
+    ]
+    print("\n".join(lines), flush=True)

@@ -1,0 +1,27 @@
+"""API tokens: shown once at creation, stored only as a hash."""
+
+from __future__ import annotations
+
+from sqlmodel import Session, select
+
+from shared.crypto import hash_token, new_api_token
+from shared.models import ApiToken
+
+
+def create_api_token(session: Session, *, name: str) -> str:
+    token = new_api_token()
+    session.add(ApiToken(name=name, token_hash=hash_token(token)))
+    session.flush()
+    return token
+
+
+def token_is_valid(session: Session, token: str) -> bool:
+    return (
+        session.exec(
+            select(ApiToken.id).where(
+                ApiToken.token_hash == hash_token(token),
+                ApiToken.revoked_at.is_(None),  # type: ignore[union-attr]
+            )
+        ).first()
+        is not None
+    )

@@ -1,0 +1,78 @@
+"""The one Celery app. The API imports it only to send messages; tasks live in
+`worker.tasks` and are named for what they do, so Flower shows `ownkey.step`.
+
+Messages carry a step id and nothing else (DESIGN.md, principle 1).
+"""
+
+from __future__ import annotations
+
+from celery import Celery
+
+from shared.config import Settings, get_settings
+
+DEFAULT_QUEUE = "ownkey"
+STEP_TASK = "ownkey.step"
+RECONCILE_TASK = "ownkey.reconcile"
+
+# Redis redelivers an unacked message after this long. A step's time limit plus any
+# countdown must stay well below it (see worker.retry_policy).
+VISIBILITY_TIMEOUT_SECONDS = 3600
+
+
+class BrokerNotConfigured(RuntimeError):
+    pass
+
+
+def make_celery(settings: Settings) -> Celery:
+    if not settings.redis_url:
+        raise BrokerNotConfigured(
+            "OWNKEY_REDIS_URL is not set. Set it to your Redis (redis://host:6379/0), "
+            "or run `ownkey up`, which starts a private Redis for you."
+        )
+    app = Celery("ownkey", broker=settings.redis_url, include=["worker.tasks"])
+    transport = {
+        "visibility_timeout": VISIBILITY_TIMEOUT_SECONDS,
+        "max_connections": max(64, settings.worker_concurrency * 2),
+        "health_check_interval": 30,
+    }
+    app.conf.update(
+        task_default_queue=DEFAULT_QUEUE,
+        task_serializer="json",
+        accept_content=["json"],
+        task_ignore_result=True,
+        result_backend=None,
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        task_acks_on_failure_or_timeout=True,
+        worker_prefetch_multiplier=1,
+        worker_hijack_root_logger=False,
+        worker_send_task_events=True,
+        task_send_sent_event=True,
+        broker_connection_retry_on_startup=True,
+        broker_transport_options=transport,
+        broker_pool_limit=max(10, settings.worker_concurrency),
+        beat_schedule={
+            "reconcile": {
+                "task": RECONCILE_TASK,
+                "schedule": settings.reconcile_interval_seconds,
+            }
+        },
+        timezone="UTC",
+    )
+    return app
+
+
+_app: Celery | None = None
+
+
+def get_celery() -> Celery:
+    """The process's Celery app, built from the current settings on first use."""
+    global _app
+    if _app is None:
+        _app = make_celery(get_settings())
+    return _app
+
+
+def reset_celery() -> None:
+    global _app
+    _app = None

@@ -1,0 +1,28 @@
+"""Sending step ids to the broker. Called only after the transaction that made the
+steps due has committed, so a worker never receives a step it cannot see yet."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+
+from worker.celery_app import DEFAULT_QUEUE, STEP_TASK, get_celery
+
+log = logging.getLogger(__name__)
+
+
+def enqueue_step(step_id: str, *, queue: str = DEFAULT_QUEUE, countdown: float | None = None) -> None:
+    get_celery().send_task(STEP_TASK, args=[step_id], queue=queue, countdown=countdown)
+
+
+def enqueue_steps(step_ids: Iterable[str], *, queue: str = DEFAULT_QUEUE) -> int:
+    """Enqueue each id; a broker failure is logged, not raised: the steps are queued in
+    SQL and the reconciler re-enqueues them once the broker is back."""
+    sent = 0
+    for step_id in step_ids:
+        try:
+            enqueue_step(step_id, queue=queue)
+            sent += 1
+        except Exception as exc:  # kombu raises many types for a broker outage
+            log.warning("could not enqueue step %s: %s", step_id, type(exc).__name__)
+    return sent
