@@ -79,7 +79,10 @@ async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.error(
-        "unhandled error on %s %s: %s", request.method, request.url.path, type(exc).__name__,
+        "unhandled error on %s %s: %s",
+        request.method,
+        request.url.path,
+        type(exc).__name__,
         exc_info=exc,
     )
     return JSONResponse({"detail": "internal error; see the API server's log"}, status_code=500)

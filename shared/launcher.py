@@ -7,6 +7,8 @@ processes, each in its own process group so that stopping ownkey leaves nothing 
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import secrets
 import signal
@@ -19,6 +21,7 @@ from pathlib import Path
 from shared.config import Settings
 from shared.db import session_scope
 from shared.embedded_redis import EmbeddedRedis, start_redis
+from shared.keystore import get_secret_box
 from shared.migrate import upgrade_database
 from shared.tokens import create_api_token, token_is_valid
 
@@ -67,10 +70,8 @@ class Stack:
             _signal_group(child, signal.SIGTERM)
         deadline = time.monotonic() + grace_seconds
         for child in self.children.values():
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 child.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                pass
             _signal_group(child, signal.SIGKILL)
             child.wait()
         if self.redis is not None:
@@ -83,10 +84,8 @@ def _interrupt(_signum: int, _frame: object) -> None:
 
 
 def _signal_group(child: subprocess.Popen[bytes], sig: signal.Signals) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(child.pid, sig)
-    except ProcessLookupError:
-        pass
 
 
 def run_stack(settings: Settings, *, port: int, concurrency: int, with_flower: bool) -> int:
@@ -98,7 +97,9 @@ def run_stack(settings: Settings, *, port: int, concurrency: int, with_flower: b
         if not settings.redis_url:
             stack.redis = start_redis(data_dir / "redis")
             env["OWNKEY_REDIS_URL"] = stack.redis.url
+        logging.getLogger("alembic").setLevel(logging.WARNING)
         upgrade_database(settings.resolved_database_url)
+        get_secret_box()  # creates the master key file on first start
         token = admin_token(settings)
         flower_auth = settings.flower_basic_auth.get_secret_value() or (
             "admin:" + secrets.token_urlsafe(12)

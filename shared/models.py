@@ -163,7 +163,9 @@ class StepRun(SQLModel, table=True):
     model: str = Field(max_length=200)
     prompt_template: str = Field(sa_column=Column(Text, nullable=False))
     # system_prompt, temperature, max_tokens, timeout_seconds, max_attempts at submission.
-    agent_config: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    agent_config: dict[str, Any] = Field(
+        default_factory=dict, sa_column=Column(JSON, nullable=False)
+    )
     # Execution state.
     attempts: int = 0
     claim_token: str | None = Field(default=None, max_length=32)

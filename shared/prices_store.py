@@ -29,7 +29,9 @@ def price_from_row(row: ModelPrice) -> Price:
     return Price(
         input=Decimal(row.input_per_mtok),
         output=Decimal(row.output_per_mtok),
-        cached_input=None if row.cached_input_per_mtok is None else Decimal(row.cached_input_per_mtok),
+        cached_input=None
+        if row.cached_input_per_mtok is None
+        else Decimal(row.cached_input_per_mtok),
     )
 
 

@@ -11,8 +11,17 @@ from typing import Any
 
 from sqlmodel import Session, select
 
-from shared.models import Agent, ProviderKey, Run, RunStatus, StepRun, StepStatus, Workflow
-from shared.models import WorkflowVersion, utcnow
+from shared.models import (
+    Agent,
+    ProviderKey,
+    Run,
+    RunStatus,
+    StepRun,
+    StepStatus,
+    Workflow,
+    WorkflowVersion,
+    utcnow,
+)
 
 
 class RunRejected(ValueError):

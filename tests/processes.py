@@ -60,15 +60,23 @@ def ownkey(args: list[str], *, env: dict[str, str], log_dir: Path, name: str) ->
 def run_ownkey(args: list[str], *, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "shared.cli", *args],
-        env=env, capture_output=True, text=True, timeout=120, check=False,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
 
 
-def wait_until(check: Callable[[], bool], *, timeout: float, what: str, proc: Proc | None = None) -> None:
+def wait_until(
+    check: Callable[[], bool], *, timeout: float, what: str, proc: Proc | None = None
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.process.poll() is not None:
-            raise AssertionError(f"{proc.name} exited while waiting for {what}:\n{proc.log()[-3000:]}")
+            raise AssertionError(
+                f"{proc.name} exited while waiting for {what}:\n{proc.log()[-3000:]}"
+            )
         try:
             if check():
                 return
@@ -101,7 +109,9 @@ class FakeLLM:
 
 def start_fake_llm(env: dict[str, str], log_dir: Path) -> FakeLLM:
     port = free_port()
-    proc = ownkey(["fake-llm", "--port", str(port)], env=env, log_dir=log_dir, name=f"fake-llm-{port}")
+    proc = ownkey(
+        ["fake-llm", "--port", str(port)], env=env, log_dir=log_dir, name=f"fake-llm-{port}"
+    )
     url = f"http://127.0.0.1:{port}"
     wait_until(http_ok(f"{url}/_fake/health"), timeout=20, what="fake-llm", proc=proc)
     return FakeLLM(proc=proc, url=url)
@@ -125,7 +135,12 @@ class Stack:
         )
 
     def start_worker(self, name: str, *extra: str) -> Proc:
-        proc = ownkey(["worker", "--hostname", f"{name}@test", *extra], env=self.env, log_dir=self.log_dir, name=name)
+        proc = ownkey(
+            ["worker", "--hostname", f"{name}@test", *extra],
+            env=self.env,
+            log_dir=self.log_dir,
+            name=name,
+        )
         self.procs.append(proc)
         return proc
 

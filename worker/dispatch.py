@@ -11,7 +11,9 @@ from worker.celery_app import DEFAULT_QUEUE, STEP_TASK, get_celery
 log = logging.getLogger(__name__)
 
 
-def enqueue_step(step_id: str, *, queue: str = DEFAULT_QUEUE, countdown: float | None = None) -> None:
+def enqueue_step(
+    step_id: str, *, queue: str = DEFAULT_QUEUE, countdown: float | None = None
+) -> None:
     get_celery().send_task(STEP_TASK, args=[step_id], queue=queue, countdown=countdown)
 
 

@@ -11,11 +11,12 @@ from decimal import Decimal
 from typing import Any
 
 from shared.config import get_settings
+from shared.crypto import SecretDecryptError
 from shared.db import session_scope
 from shared.keystore import get_secret_box
 from shared.models import utcnow
-from shared.pricing import step_cost
 from shared.prices_store import price_lookup
+from shared.pricing import step_cost
 from shared.providers import ChatRequest, Completion, ProviderError, make_provider
 from shared.templates import PromptRenderError, render_prompt
 from worker import lifecycle
@@ -55,6 +56,17 @@ def execute_step(step_id: str) -> None:
     except ProviderError as exc:
         _handle_provider_error(claim, exc, started, prompt)
         return
+    except SecretDecryptError:
+        message = (
+            f"the secret of key '{claim.key_name}' cannot be decrypted: this worker's "
+            "OWNKEY_SECRET_KEY differs from the one the key was stored with"
+        )
+        entry = _attempt_entry(claim, started, error=message, kind="SecretDecryptError")
+        with session_scope() as session:
+            lifecycle.fail_step(
+                session, claim, error=message, error_kind="SecretDecryptError", attempt_entry=entry
+            )
+        return
 
     result = _result_from(claim, prompt, completion)
     entry = _attempt_entry(claim, started, status_code=200)
@@ -64,9 +76,7 @@ def execute_step(step_id: str) -> None:
 
 
 def _call_provider(claim: lifecycle.Claim, prompt: str) -> Completion:
-    secret = (
-        get_secret_box().decrypt(claim.secret_ciphertext) if claim.secret_ciphertext else None
-    )
+    secret = get_secret_box().decrypt(claim.secret_ciphertext) if claim.secret_ciphertext else None
     provider = make_provider(
         claim.provider, base_url=claim.base_url, api_key=secret, client=thread_client()
     )
@@ -82,7 +92,9 @@ def _call_provider(claim: lifecycle.Claim, prompt: str) -> Completion:
     return provider.complete(request)
 
 
-def _result_from(claim: lifecycle.Claim, prompt: str, completion: Completion) -> lifecycle.StepResult:
+def _result_from(
+    claim: lifecycle.Claim, prompt: str, completion: Completion
+) -> lifecycle.StepResult:
     price = price_lookup(claim.provider, claim.model)
     cost = step_cost(
         price=price,
@@ -116,7 +128,9 @@ def _handle_provider_error(
             f"{exc} (key '{claim.key_name}', provider {claim.provider}, model {claim.model}"
             f", attempt {claim.attempt} of {max_attempts})"
         )
-        entry = _attempt_entry(claim, started, status_code=exc.status_code, error=str(exc), kind=kind)
+        entry = _attempt_entry(
+            claim, started, status_code=exc.status_code, error=str(exc), kind=kind
+        )
         with session_scope() as session:
             lifecycle.fail_step(
                 session, claim, error=message, error_kind=kind, attempt_entry=entry, prompt=prompt

@@ -75,7 +75,9 @@ def claim_step(session: Session, step_id: str, *, host: str, lease_seconds: floa
                     col(StepRun.status) == StepStatus.queued,
                     or_(col(StepRun.not_before).is_(None), col(StepRun.not_before) <= now),
                 ),
-                and_(col(StepRun.status) == StepStatus.running, col(StepRun.lease_expires_at) < now),
+                and_(
+                    col(StepRun.status) == StepStatus.running, col(StepRun.lease_expires_at) < now
+                ),
             ),
         )
         .values(
@@ -157,7 +159,9 @@ def _finish_held_step(session: Session, claim: Claim, **values: Any) -> bool:
     return bool(result.rowcount == 1)  # type: ignore[attr-defined]
 
 
-def complete_step(session: Session, claim: Claim, result: StepResult, attempt_entry: dict[str, Any]) -> list[str]:
+def complete_step(
+    session: Session, claim: Claim, result: StepResult, attempt_entry: dict[str, Any]
+) -> list[str]:
     """Record a success; returns the ids of successor steps that became due."""
     run = _lock_run(session, claim.run_id)
     step = session.get_one(StepRun, claim.step_id)
@@ -194,7 +198,13 @@ def complete_step(session: Session, claim: Claim, result: StepResult, attempt_en
 
 
 def fail_step(
-    session: Session, claim: Claim, *, error: str, error_kind: str, attempt_entry: dict[str, Any], prompt: str | None = None
+    session: Session,
+    claim: Claim,
+    *,
+    error: str,
+    error_kind: str,
+    attempt_entry: dict[str, Any],
+    prompt: str | None = None,
 ) -> None:
     """Record a permanent failure: the run fails, naming the step; waiting steps are skipped."""
     run = _lock_run(session, claim.run_id)
@@ -247,9 +257,7 @@ def _advance_run(session: Session, run: Run, now: datetime) -> list[str]:
     step is final. The caller holds the run's row lock."""
     session.flush()
     steps = session.exec(
-        select(StepRun)
-        .where(StepRun.run_id == run.id)
-        .execution_options(populate_existing=True)
+        select(StepRun).where(StepRun.run_id == run.id).execution_options(populate_existing=True)
     ).all()
     succeeded = {s.step_key for s in steps if s.status == StepStatus.succeeded}
     ready: list[str] = []

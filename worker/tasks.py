@@ -9,11 +9,11 @@ from worker.reconcile import reconcile
 app = get_celery()
 
 
-@app.task(name=STEP_TASK, ignore_result=True)
+@app.task(name=STEP_TASK, ignore_result=True)  # type: ignore[untyped-decorator]
 def step(step_id: str) -> None:
     execute_step(step_id)
 
 
-@app.task(name=RECONCILE_TASK, ignore_result=True)
+@app.task(name=RECONCILE_TASK, ignore_result=True)  # type: ignore[untyped-decorator]
 def reconcile_steps() -> int:
     return reconcile()

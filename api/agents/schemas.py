@@ -1,8 +1,8 @@
 from __future__ import annotations
 
-from datetime import datetime
-
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from api.timestamps import UtcDatetime
 
 NAME_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.\- ]{0,99}$"
 
@@ -55,8 +55,8 @@ class AgentPublic(BaseModel):
     max_tokens: int | None
     timeout_seconds: float | None
     max_attempts: int
-    created_at: datetime
-    updated_at: datetime
+    created_at: UtcDatetime
+    updated_at: UtcDatetime
 
 
 class AgentList(BaseModel):

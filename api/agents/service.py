@@ -71,17 +71,13 @@ def delete_agent(*, session: Session, agent_id: str) -> None:
 def list_agents(*, session: Session) -> list[tuple[Agent, ProviderKey]]:
     return list(
         session.exec(
-            select(Agent, ProviderKey)
-            .where(Agent.key_id == ProviderKey.id)
-            .order_by(Agent.name)
+            select(Agent, ProviderKey).where(Agent.key_id == ProviderKey.id).order_by(Agent.name)
         ).all()
     )
 
 
 def to_public(agent: Agent, key: ProviderKey) -> AgentPublic:
-    return AgentPublic.model_validate(
-        {**agent.model_dump(), "provider": key.provider}
-    )
+    return AgentPublic.model_validate({**agent.model_dump(), "provider": key.provider})
 
 
 def public(session: Session, agent: Agent) -> AgentPublic:

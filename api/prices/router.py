@@ -9,8 +9,8 @@ from sqlmodel import select
 from api.deps import CurrentToken, SessionDep
 from api.keys.schemas import ProviderName
 from shared.models import ModelPrice, utcnow
-from shared.pricing import shipped_prices, shipped_prices_as_of
 from shared.prices_store import forget_cached_prices
+from shared.pricing import shipped_prices, shipped_prices_as_of
 
 router = APIRouter(prefix="/prices", tags=["prices"])
 

@@ -1,9 +1,10 @@
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from api.timestamps import UtcDatetime
 
 
 class RunCreate(BaseModel):
@@ -36,8 +37,8 @@ class StepPublic(BaseModel):
     attempts: int
     attempt_log: list[dict[str, Any]]
     worker_host: str | None
-    started_at: datetime | None
-    finished_at: datetime | None
+    started_at: UtcDatetime | None
+    finished_at: UtcDatetime | None
 
 
 class RunSummary(BaseModel):
@@ -46,9 +47,9 @@ class RunSummary(BaseModel):
     workflow: str
     workflow_id: str
     workflow_version: int
-    created_at: datetime
-    started_at: datetime | None
-    finished_at: datetime | None
+    created_at: UtcDatetime
+    started_at: UtcDatetime | None
+    finished_at: UtcDatetime | None
     input_tokens: int
     output_tokens: int
     cached_tokens: int

@@ -27,7 +27,9 @@ def submit_run(body: RunCreate) -> Run:
     with session_scope() as session:
         workflow = find_workflow(session, body.workflow)
         if workflow is None:
-            raise Unprocessable([field_error("workflow", f"no workflow with id or name '{body.workflow}'")])
+            raise Unprocessable(
+                [field_error("workflow", f"no workflow with id or name '{body.workflow}'")]
+            )
         try:
             created = create_run(session=session, workflow=workflow, input=body.input)
         except RunRejected as exc:

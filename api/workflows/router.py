@@ -49,4 +49,6 @@ def update_workflow(
     """Store a new version of the workflow; running and past runs keep theirs."""
     workflow = service.get_workflow(session=session, workflow_id=workflow_id)
     spec = service.parse_and_validate(session=session, body=raw[0], content_type=raw[1])
-    return service.to_public(*service.update_workflow(session=session, workflow=workflow, spec=spec))
+    return service.to_public(
+        *service.update_workflow(session=session, workflow=workflow, spec=spec)
+    )

@@ -24,7 +24,15 @@ def _as_unprocessable(exc: WorkflowInvalid) -> Unprocessable:
         if error.step is not None:
             loc += ["steps", error.step]
         loc.append(error.field)
-        errors.append({"loc": loc, "msg": error.message, "type": "value_error", "step": error.step, "field": error.field})
+        errors.append(
+            {
+                "loc": loc,
+                "msg": error.message,
+                "type": "value_error",
+                "step": error.step,
+                "field": error.field,
+            }
+        )
     return Unprocessable(errors)
 
 
@@ -56,9 +64,10 @@ def update_workflow(
     *, session: Session, workflow: Workflow, spec: WorkflowSpec
 ) -> tuple[Workflow, WorkflowVersion]:
     """A new version; runs already submitted keep the version they started with."""
-    if spec.name != workflow.name and session.exec(
-        select(Workflow.id).where(Workflow.name == spec.name)
-    ).first():
+    if (
+        spec.name != workflow.name
+        and session.exec(select(Workflow.id).where(Workflow.name == spec.name)).first()
+    ):
         raise Conflict(f"a workflow named '{spec.name}' already exists")
     workflow.name = spec.name
     workflow.current_version += 1

@@ -6,8 +6,8 @@ from alembic import context
 from sqlmodel import SQLModel
 
 import shared.models  # noqa: F401  (registers the tables on SQLModel.metadata)
-from shared.db import engine_for
 from shared.config import get_settings
+from shared.db import engine_for
 
 url = context.config.get_main_option("sqlalchemy.url") or get_settings().resolved_database_url
 

@@ -75,9 +75,7 @@ def postgres_url() -> Iterator[str]:
     finally:
         with admin.connect() as connection:
             connection.execute(
-                text(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :n"
-                ),
+                text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :n"),
                 {"n": name},
             )
             connection.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
@@ -93,7 +91,9 @@ def stack(
     data_dir = session_dir / backend
     env = _base_env(data_dir)
     # Each backend gets its own Redis database, so their queues never mix.
-    env["OWNKEY_REDIS_URL"] = f"redis://127.0.0.1:{redis_server.port}/{1 if backend == 'sqlite' else 2}"
+    env["OWNKEY_REDIS_URL"] = (
+        f"redis://127.0.0.1:{redis_server.port}/{1 if backend == 'sqlite' else 2}"
+    )
     pg = None
     if backend == "postgres":
         pg = postgres_url()

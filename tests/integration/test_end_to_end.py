@@ -44,18 +44,48 @@ def expected_cost(provider: str, model: str) -> Decimal:
     return (800 * inp + 200 * cached + 50 * out) / Decimal(1_000_000)
 
 
-def test_two_providers_in_parallel_then_a_join(stack: Stack, fake_llm: FakeLLM, fixed_usage: None) -> None:
+def test_two_providers_in_parallel_then_a_join(
+    stack: Stack, fake_llm: FakeLLM, fixed_usage: None
+) -> None:
     tag = uuid.uuid4().hex[:8]
     with stack.client() as api:
         for (provider, model), (inp, out, cached) in PRICES.items():
-            r = api.put(f"/prices/{provider}/{model}", json={"input_per_mtok": inp, "output_per_mtok": out, "cached_input_per_mtok": cached})
+            r = api.put(
+                f"/prices/{provider}/{model}",
+                json={
+                    "input_per_mtok": inp,
+                    "output_per_mtok": out,
+                    "cached_input_per_mtok": cached,
+                },
+            )
             assert r.status_code == 200, r.text
-        openai_key = api.post("/keys", json={"provider": "openai", "name": f"oa-{tag}", "api_key": "sk-openai-e2e-1234", "base_url": f"{fake_llm.url}/v1"}).json()
-        claude_key = api.post("/keys", json={"provider": "anthropic", "name": f"an-{tag}", "api_key": "sk-ant-e2e-5678", "base_url": fake_llm.url}).json()
+        openai_key = api.post(
+            "/keys",
+            json={
+                "provider": "openai",
+                "name": f"oa-{tag}",
+                "api_key": "sk-openai-e2e-1234",
+                "base_url": f"{fake_llm.url}/v1",
+            },
+        ).json()
+        claude_key = api.post(
+            "/keys",
+            json={
+                "provider": "anthropic",
+                "name": f"an-{tag}",
+                "api_key": "sk-ant-e2e-5678",
+                "base_url": fake_llm.url,
+            },
+        ).json()
         assert openai_key["key_hint"] == "1234" and claude_key["key_hint"] == "5678"
         agents = [
             {"name": f"gpt-{tag}", "key_id": openai_key["id"], "model": "e2e-gpt-small"},
-            {"name": f"claude-{tag}", "key_id": claude_key["id"], "model": "e2e-claude", "max_tokens": 500},
+            {
+                "name": f"claude-{tag}",
+                "key_id": claude_key["id"],
+                "model": "e2e-claude",
+                "max_tokens": 500,
+            },
             {"name": f"joiner-{tag}", "key_id": openai_key["id"], "model": "e2e-gpt-join"},
         ]
         for agent in agents:
@@ -76,7 +106,9 @@ steps:
 """
         r = api.post("/workflows", content=workflow, headers={"Content-Type": "application/yaml"})
         assert r.status_code == 201, r.text
-        submitted = api.post("/runs", json={"workflow": f"review-{tag}", "input": {"topic": "solar"}})
+        submitted = api.post(
+            "/runs", json={"workflow": f"review-{tag}", "input": {"topic": "solar"}}
+        )
         assert submitted.status_code == 202, submitted.text
         assert submitted.json()["status"] == "queued"
         run = wait_for_run(api, submitted.json()["id"])
@@ -89,21 +121,32 @@ steps:
         "[e2e-gpt-join] Weigh: [e2e-gpt-small] List pros of solar against [e2e-claude] List cons of solar"
     )
     assert [(s["provider"], s["model"]) for s in run["steps"]] == [
-        ("openai", "e2e-gpt-small"), ("anthropic", "e2e-claude"), ("openai", "e2e-gpt-join"),
+        ("openai", "e2e-gpt-small"),
+        ("anthropic", "e2e-claude"),
+        ("openai", "e2e-gpt-join"),
     ]
     for step in run["steps"]:
-        assert (step["input_tokens"], step["output_tokens"], step["cached_tokens"]) == (1000, 50, 200)
+        assert (step["input_tokens"], step["output_tokens"], step["cached_tokens"]) == (
+            1000,
+            50,
+            200,
+        )
         assert step["attempts"] == 1 and step["status"] == "succeeded"
 
     # The SQL store holds the same usage and exact costs; run totals are the sum of steps.
     engine = create_engine(stack.env["OWNKEY_DATABASE_URL"])
     with engine.connect() as db:
         rows = db.execute(
-            text("SELECT step_key, provider, model, input_tokens, output_tokens, cached_tokens, cost_nanos "
-                 "FROM step_runs WHERE run_id = :r"), {"r": run["id"]}
+            text(
+                "SELECT step_key, provider, model, input_tokens, output_tokens, cached_tokens, cost_nanos "
+                "FROM step_runs WHERE run_id = :r"
+            ),
+            {"r": run["id"]},
         ).all()
         totals = db.execute(
-            text("SELECT input_tokens, output_tokens, cached_tokens, cost_nanos, cost_incomplete FROM runs WHERE id = :r"),
+            text(
+                "SELECT input_tokens, output_tokens, cached_tokens, cost_nanos, cost_incomplete FROM runs WHERE id = :r"
+            ),
             {"r": run["id"]},
         ).one()
     engine.dispose()
@@ -111,7 +154,9 @@ steps:
     for key in ("pros", "cons", "verdict"):
         row = by_key[key]
         assert row.cost_nanos == int(expected_cost(row.provider, row.model) * 10**9)
-    assert totals.input_tokens == 3000 and totals.output_tokens == 150 and totals.cached_tokens == 600
+    assert (
+        totals.input_tokens == 3000 and totals.output_tokens == 150 and totals.cached_tokens == 600
+    )
     assert totals.cost_nanos == sum(row.cost_nanos for row in rows)
     assert not totals.cost_incomplete
     assert run["cost_usd"] == pytest.approx(float(sum(expected_cost(*k) for k in PRICES)), abs=1e-9)

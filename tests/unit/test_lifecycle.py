@@ -13,14 +13,27 @@ from worker import lifecycle
 DIAMOND = [
     {"id": "a", "agent": "writer", "prompt": "A {{ input.x }}"},
     {"id": "b", "agent": "writer", "prompt": "B"},
-    {"id": "c", "agent": "writer", "prompt": "{{ steps.a.output }} {{ steps.b.output }}", "depends_on": ["a", "b"]},
+    {
+        "id": "c",
+        "agent": "writer",
+        "prompt": "{{ steps.a.output }} {{ steps.b.output }}",
+        "depends_on": ["a", "b"],
+    },
 ]
 
 
 def _result(text: str, cost: int | None = 100) -> lifecycle.StepResult:
     return lifecycle.StepResult(
-        output=text, prompt="p", finish_reason="stop", request_id="r", input_tokens=10,
-        output_tokens=5, cached_tokens=2, cache_write_tokens=0, cost_nanos=cost, latency_ms=3,
+        output=text,
+        prompt="p",
+        finish_reason="stop",
+        request_id="r",
+        input_tokens=10,
+        output_tokens=5,
+        cached_tokens=2,
+        cache_write_tokens=0,
+        cost_nanos=cost,
+        latency_ms=3,
     )
 
 
@@ -82,12 +95,14 @@ def test_failure_fails_the_run_naming_the_step_and_skips_the_rest(sqlite_db: str
     claim_a = _claim(ids["a"])
     assert claim_a
     with session_scope() as session:
-        lifecycle.fail_step(session, claim_a, error="bad key", error_kind="AuthFailed", attempt_entry={})
+        lifecycle.fail_step(
+            session, claim_a, error="bad key", error_kind="AuthFailed", attempt_entry={}
+        )
     with session_scope() as session:
         run = session.get_one(Run, run_id)
         steps = {s.step_key: s.status for s in session.exec(select(StepRun)).all()}
     assert run.status == RunStatus.failed and run.failed_step == "a"
-    assert "step 'a' failed: bad key" == run.error
+    assert run.error == "step 'a' failed: bad key"
     assert steps == {"a": "failed", "b": "skipped", "c": "skipped"}
     assert run.finished_at is not None
 
@@ -97,7 +112,9 @@ def test_retry_hands_the_step_back_not_before_its_delay(sqlite_db: str) -> None:
     claim = _claim(ids["a"])
     assert claim
     with session_scope() as session:
-        assert lifecycle.retry_step_later(session, claim, delay_seconds=30, attempt_entry={"attempt": 1})
+        assert lifecycle.retry_step_later(
+            session, claim, delay_seconds=30, attempt_entry={"attempt": 1}
+        )
     assert _claim(ids["a"]) is None  # not due yet
     with session_scope() as session:
         step = session.get_one(StepRun, ids["a"])
