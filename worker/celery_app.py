@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from celery import Celery
 
+from scheduler.beat_schedule import RECONCILE_TASK, beat_schedule
 from shared.config import Settings, get_settings
+
+__all__ = ["DEFAULT_QUEUE", "RECONCILE_TASK", "STEP_TASK", "get_celery", "make_celery"]
 
 DEFAULT_QUEUE = "ownkey"
 STEP_TASK = "ownkey.step"
-RECONCILE_TASK = "ownkey.reconcile"
 
 # Redis redelivers an unacked message after this long. A step's time limit plus any
 # countdown must stay well below it (see worker.retry_policy).
@@ -51,12 +53,7 @@ def make_celery(settings: Settings) -> Celery:
         broker_connection_retry_on_startup=True,
         broker_transport_options=transport,
         broker_pool_limit=max(10, settings.worker_concurrency),
-        beat_schedule={
-            "reconcile": {
-                "task": RECONCILE_TASK,
-                "schedule": settings.reconcile_interval_seconds,
-            }
-        },
+        beat_schedule=beat_schedule(settings),
         timezone="UTC",
     )
     return app
