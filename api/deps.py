@@ -20,7 +20,10 @@ def get_session() -> Iterator[Session]:
         yield session
 
 
-SessionDep = Annotated[Session, Depends(get_session)]
+# scope="function": commit before the response is sent, not after (FastAPI's default for
+# yield dependencies since 0.118). Otherwise a client can read its own write too early,
+# and a failed commit is never reported: the 2xx has already gone out.
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 
 _bearer = HTTPBearer(auto_error=False)
 

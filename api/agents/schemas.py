@@ -1,8 +1,8 @@
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from datetime import datetime
 
-from api.timestamps import UtcDatetime
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 NAME_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.\- ]{0,99}$"
 
@@ -43,6 +43,13 @@ class AgentUpdate(BaseModel):
     timeout_seconds: float | None = Field(default=None, gt=0, le=3600)
     max_attempts: int | None = Field(default=None, ge=1, le=10)
 
+    @field_validator("model")
+    @classmethod
+    def _model_not_blank(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            raise ValueError("model must not be blank")
+        return value.strip() if value is not None else None
+
 
 class AgentPublic(BaseModel):
     id: str
@@ -55,8 +62,8 @@ class AgentPublic(BaseModel):
     max_tokens: int | None
     timeout_seconds: float | None
     max_attempts: int
-    created_at: UtcDatetime
-    updated_at: UtcDatetime
+    created_at: datetime
+    updated_at: datetime
 
 
 class AgentList(BaseModel):

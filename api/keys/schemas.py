@@ -1,11 +1,11 @@
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
-from api.timestamps import UtcDatetime
 from shared.providers import DEFAULT_BASE_URLS, NEEDS_SECRET
 
 ProviderName = Literal[
@@ -65,7 +65,7 @@ class KeyPublic(BaseModel):
     name: str
     base_url: str
     key_hint: str
-    created_at: UtcDatetime
+    created_at: datetime
 
 
 class KeyList(BaseModel):

@@ -1,10 +1,9 @@
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
-
-from api.timestamps import UtcDatetime
 
 
 class RunCreate(BaseModel):
@@ -37,8 +36,8 @@ class StepPublic(BaseModel):
     attempts: int
     attempt_log: list[dict[str, Any]]
     worker_host: str | None
-    started_at: UtcDatetime | None
-    finished_at: UtcDatetime | None
+    started_at: datetime | None
+    finished_at: datetime | None
 
 
 class RunSummary(BaseModel):
@@ -47,9 +46,9 @@ class RunSummary(BaseModel):
     workflow: str
     workflow_id: str
     workflow_version: int
-    created_at: UtcDatetime
-    started_at: UtcDatetime | None
-    finished_at: UtcDatetime | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
     input_tokens: int
     output_tokens: int
     cached_tokens: int

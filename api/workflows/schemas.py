@@ -1,10 +1,9 @@
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel
-
-from api.timestamps import UtcDatetime
 
 
 class WorkflowPublic(BaseModel):
@@ -13,8 +12,8 @@ class WorkflowPublic(BaseModel):
     version: int
     description: str | None
     steps: list[dict[str, Any]]
-    created_at: UtcDatetime
-    updated_at: UtcDatetime
+    created_at: datetime
+    updated_at: datetime
 
 
 class WorkflowList(BaseModel):
