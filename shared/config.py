@@ -30,7 +30,6 @@ class Settings(BaseSettings):
 
     api_host: str = "127.0.0.1"
     api_port: int = 8000
-    public_url: str = ""
     max_body_bytes: int = 1_048_576
 
     worker_pool: Literal["threads", "prefork", "solo"] = "threads"

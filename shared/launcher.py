@@ -89,6 +89,9 @@ def _signal_group(child: subprocess.Popen[bytes], sig: signal.Signals) -> None:
 
 
 def run_stack(settings: Settings, *, port: int, concurrency: int, with_flower: bool) -> int:
+    # A shell starts background jobs with SIGINT ignored; Ctrl-C (or kill -INT) must
+    # still stop ownkey, so take the default handler back.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     stack = Stack()
     env = dict(os.environ)
     data_dir = settings.data_dir.resolve()

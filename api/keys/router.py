@@ -54,5 +54,5 @@ def list_models(key_id: str, _: CurrentToken) -> ModelList:
         try:
             models = service.provider_for(key, client).list_models()
         except ProviderError as exc:
-            raise BadGateway(f"{key.provider} refused to list models: {exc}") from exc
+            raise BadGateway(f"could not list the models of {key.provider}: {exc}") from exc
     return ModelList(data=sorted(models), count=len(models))

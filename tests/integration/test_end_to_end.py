@@ -118,7 +118,8 @@ steps:
     assert steps["pros"]["output"] == "[e2e-gpt-small] List pros of solar"
     assert steps["cons"]["output"] == "[e2e-claude] List cons of solar"
     assert steps["verdict"]["output"] == (
-        "[e2e-gpt-join] Weigh: [e2e-gpt-small] List pros of solar against [e2e-claude] List cons of solar"
+        "[e2e-gpt-join] Weigh: [e2e-gpt-small] List pros of solar"
+        " against [e2e-claude] List cons of solar"
     )
     assert [(s["provider"], s["model"]) for s in run["steps"]] == [
         ("openai", "e2e-gpt-small"),
@@ -138,14 +139,15 @@ steps:
     with engine.connect() as db:
         rows = db.execute(
             text(
-                "SELECT step_key, provider, model, input_tokens, output_tokens, cached_tokens, cost_nanos "
-                "FROM step_runs WHERE run_id = :r"
+                "SELECT step_key, provider, model, input_tokens, output_tokens,"
+                " cached_tokens, cost_nanos FROM step_runs WHERE run_id = :r"
             ),
             {"r": run["id"]},
         ).all()
         totals = db.execute(
             text(
-                "SELECT input_tokens, output_tokens, cached_tokens, cost_nanos, cost_incomplete FROM runs WHERE id = :r"
+                "SELECT input_tokens, output_tokens, cached_tokens, cost_nanos, cost_incomplete"
+                " FROM runs WHERE id = :r"
             ),
             {"r": run["id"]},
         ).one()
