@@ -44,19 +44,27 @@ def _celery_or_fail() -> Celery:
 @app.command()
 def up(
     port: Annotated[int, typer.Option(help="API port")] = 8000,
-    concurrency: Annotated[int, typer.Option(help="provider calls in flight in the worker")] = 0,
+    concurrency: Annotated[
+        int | None,
+        typer.Option(
+            help="provider calls in flight in the worker [default: OWNKEY_WORKER_CONCURRENCY, 200]"
+        ),
+    ] = None,
     flower: Annotated[bool, typer.Option(help="also start Flower")] = True,
 ) -> None:
     """Run everything on this machine: SQLite, a private Redis, API, worker, beat, Flower."""
-    from shared.launcher import run_stack
+    from shared.launcher import PortInUse, run_stack
 
     settings = get_settings()
-    code = run_stack(
-        settings,
-        port=port,
-        concurrency=concurrency or settings.worker_concurrency,
-        with_flower=flower,
-    )
+    try:
+        code = run_stack(
+            settings,
+            port=port,
+            concurrency=concurrency or settings.worker_concurrency,
+            with_flower=flower,
+        )
+    except PortInUse as exc:
+        _fail(str(exc))
     raise typer.Exit(code)
 
 

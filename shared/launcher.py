@@ -12,6 +12,7 @@ import logging
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -88,10 +89,30 @@ def _signal_group(child: subprocess.Popen[bytes], sig: signal.Signals) -> None:
         os.killpg(child.pid, sig)
 
 
+class PortInUse(RuntimeError):
+    pass
+
+
+def ensure_port_free(host: str, port: int, *, what: str, setting: str) -> None:
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            raise PortInUse(
+                f"port {port} ({what}) is already in use on {host}; choose another with {setting}"
+            ) from None
+
+
 def run_stack(settings: Settings, *, port: int, concurrency: int, with_flower: bool) -> int:
     # A shell starts background jobs with SIGINT ignored; Ctrl-C (or kill -INT) must
     # still stop ownkey, so take the default handler back.
     signal.signal(signal.SIGINT, signal.default_int_handler)
+    ensure_port_free(settings.api_host, port, what="the API", setting="--port / PORT=")
+    if with_flower:
+        ensure_port_free(
+            "127.0.0.1", settings.flower_port, what="Flower", setting="OWNKEY_FLOWER_PORT"
+        )
     stack = Stack()
     env = dict(os.environ)
     data_dir = settings.data_dir.resolve()
