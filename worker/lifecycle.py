@@ -1,10 +1,11 @@
 """A step's life in SQL: claim, succeed, fail, retry; successors; closing the run.
 
-Every function here is one short transaction. Claims are conditional updates with a
-lease, so a second delivery of the same message is harmless. Completing a step locks
-its run row first (`SELECT ... FOR UPDATE`; SQLite serialises writers anyway), so when
-two parallel steps finish at once exactly one of them sees both done and enqueues the
-join step.
+Every function here is one short transaction of a few Core statements (this is the hot
+path: two transactions per step). Claims are conditional updates with a lease, so a
+second delivery of the same message is harmless. Completing a step first updates its
+run's row (the run totals), which takes the run's row lock on PostgreSQL (SQLite
+serialises writers anyway); so when two parallel steps finish at once, the second
+to commit sees the first one's success and exactly one of them enqueues the join step.
 """
 
 from __future__ import annotations
@@ -12,10 +13,10 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import and_, or_, update
-from sqlmodel import Session, col, select
+from sqlalchemy import Table, and_, func, literal, or_, select, true, update
+from sqlmodel import Session
 
 from shared.models import (
     FINAL_STEP_STATUSES,
@@ -26,6 +27,11 @@ from shared.models import (
     StepStatus,
     utcnow,
 )
+
+STEPS = cast(Table, StepRun.__table__)  # type: ignore[attr-defined]
+RUNS = cast(Table, Run.__table__)  # type: ignore[attr-defined]
+KEYS = cast(Table, ProviderKey.__table__)  # type: ignore[attr-defined]
+LIVE_RUN_STATUSES = (RunStatus.queued, RunStatus.running)
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +52,7 @@ class Claim:
     agent_config: dict[str, Any]
     run_input: dict[str, Any]
     upstream_outputs: dict[str, str]
+    attempt_log: list[dict[str, Any]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,93 +73,97 @@ def claim_step(session: Session, step_id: str, *, host: str, lease_seconds: floa
     """Take the step if it is due and nobody holds a live lease on it; else None."""
     now = utcnow()
     token = uuid.uuid4().hex
-    claimed = session.execute(
-        update(StepRun)
+    step = session.execute(
+        update(STEPS)
         .where(
-            col(StepRun.id) == step_id,
+            STEPS.c.id == step_id,
             or_(
                 and_(
-                    col(StepRun.status) == StepStatus.queued,
-                    or_(col(StepRun.not_before).is_(None), col(StepRun.not_before) <= now),
+                    STEPS.c.status == StepStatus.queued,
+                    or_(STEPS.c.not_before.is_(None), STEPS.c.not_before <= now),
                 ),
-                and_(
-                    col(StepRun.status) == StepStatus.running, col(StepRun.lease_expires_at) < now
-                ),
+                and_(STEPS.c.status == StepStatus.running, STEPS.c.lease_expires_at < now),
             ),
         )
         .values(
             status=StepStatus.running,
             claim_token=token,
             lease_expires_at=now + timedelta(seconds=lease_seconds),
-            attempts=StepRun.attempts + 1,
+            attempts=STEPS.c.attempts + 1,
             worker_host=host,
             started_at=now,
         )
-    )
-    if claimed.rowcount != 1:  # type: ignore[attr-defined]
+        .returning(
+            STEPS.c.run_id,
+            STEPS.c.step_key,
+            STEPS.c.attempts,
+            STEPS.c.provider,
+            STEPS.c.model,
+            STEPS.c.key_id,
+            STEPS.c.prompt_template,
+            STEPS.c.agent_config,
+            STEPS.c.depends_on,
+            STEPS.c.attempt_log,
+        )
+    ).first()
+    if step is None:
         return None
-    step = session.get_one(StepRun, step_id)
-    run = session.get_one(Run, step.run_id)
-    if run.status == RunStatus.queued:
-        run.status = RunStatus.running
-        run.started_at = now
-    key = session.get_one(ProviderKey, step.key_id)
-    upstream: dict[str, str] = {}
-    if step.depends_on:
-        for key_name, output in session.exec(
-            select(StepRun.step_key, StepRun.output).where(
-                StepRun.run_id == step.run_id,
-                col(StepRun.step_key).in_(_ancestors(session, step)),
-            )
-        ):
-            upstream[key_name] = output or ""
+    run_and_key = session.execute(
+        select(RUNS.c.input, RUNS.c.status, KEYS.c.name, KEYS.c.base_url, KEYS.c.secret_ciphertext)
+        .select_from(RUNS.join(KEYS, true()))
+        .where(RUNS.c.id == step.run_id)
+        .where(KEYS.c.id == step.key_id)
+    ).one()
+    if run_and_key.status == RunStatus.queued:
+        session.execute(
+            update(RUNS)
+            .where(RUNS.c.id == step.run_id, RUNS.c.status == RunStatus.queued)
+            .values(status=RunStatus.running, started_at=now)
+        )
+    upstream = _upstream_outputs(session, step.run_id, step.depends_on) if step.depends_on else {}
     return Claim(
-        step_id=step.id,
+        step_id=step_id,
         run_id=step.run_id,
         step_key=step.step_key,
         token=token,
         attempt=step.attempts,
         provider=step.provider,
         model=step.model,
-        key_name=key.name,
-        base_url=key.base_url,
-        secret_ciphertext=key.secret_ciphertext,
+        key_name=run_and_key.name,
+        base_url=run_and_key.base_url,
+        secret_ciphertext=run_and_key.secret_ciphertext,
         prompt_template=step.prompt_template,
         agent_config=dict(step.agent_config),
-        run_input=dict(run.input),
+        run_input=dict(run_and_key.input),
         upstream_outputs=upstream,
+        attempt_log=list(step.attempt_log),
     )
 
 
-def _ancestors(session: Session, step: StepRun) -> set[str]:
-    """All steps upstream of `step`: a template may read any ancestor's output."""
-    graph = dict(
-        session.exec(
-            select(StepRun.step_key, StepRun.depends_on).where(StepRun.run_id == step.run_id)
-        ).all()
-    )
+def _upstream_outputs(session: Session, run_id: str, depends_on: list[str]) -> dict[str, str]:
+    """The outputs of every step upstream of a step: a template may read any ancestor."""
+    rows = session.execute(
+        select(STEPS.c.step_key, STEPS.c.depends_on, STEPS.c.output).where(STEPS.c.run_id == run_id)
+    ).all()
+    graph = {row.step_key: row for row in rows}
     seen: set[str] = set()
-    todo = list(step.depends_on)
+    todo = list(depends_on)
     while todo:
         name = todo.pop()
-        if name not in seen:
+        if name not in seen and name in graph:
             seen.add(name)
-            todo.extend(graph.get(name, []))
-    return seen
-
-
-def _lock_run(session: Session, run_id: str) -> Run:
-    return session.exec(select(Run).where(Run.id == run_id).with_for_update()).one()
+            todo.extend(graph[name].depends_on)
+    return {name: graph[name].output or "" for name in seen}
 
 
 def _finish_held_step(session: Session, claim: Claim, **values: Any) -> bool:
     """Write the outcome only if this worker still holds the lease."""
     result = session.execute(
-        update(StepRun)
+        update(STEPS)
         .where(
-            col(StepRun.id) == claim.step_id,
-            col(StepRun.claim_token) == claim.token,
-            col(StepRun.status) == StepStatus.running,
+            STEPS.c.id == claim.step_id,
+            STEPS.c.claim_token == claim.token,
+            STEPS.c.status == StepStatus.running,
         )
         .values(claim_token=None, lease_expires_at=None, **values)
     )
@@ -163,8 +174,6 @@ def complete_step(
     session: Session, claim: Claim, result: StepResult, attempt_entry: dict[str, Any]
 ) -> list[str]:
     """Record a success; returns the ids of successor steps that became due."""
-    run = _lock_run(session, claim.run_id)
-    step = session.get_one(StepRun, claim.step_id)
     now = utcnow()
     if not _finish_held_step(
         session,
@@ -183,18 +192,31 @@ def complete_step(
         cache_write_tokens=result.cache_write_tokens,
         cost_nanos=result.cost_nanos,
         latency_ms=result.latency_ms,
-        attempt_log=[*step.attempt_log, attempt_entry],
+        attempt_log=[*claim.attempt_log, attempt_entry],
     ):
         return []
-    run.input_tokens += result.input_tokens or 0
-    run.output_tokens += result.output_tokens or 0
-    run.cached_tokens += result.cached_tokens
-    if result.cost_nanos is None:
-        run.cost_incomplete = True
-    else:
-        run.cost_nanos += result.cost_nanos
-    session.expire(step)
-    return _advance_run(session, run, now)
+    # Adding to the totals takes the run's row lock before the siblings are read.
+    run_status = session.execute(
+        update(RUNS)
+        .where(RUNS.c.id == claim.run_id)
+        .values(
+            input_tokens=RUNS.c.input_tokens + (result.input_tokens or 0),
+            output_tokens=RUNS.c.output_tokens + (result.output_tokens or 0),
+            cached_tokens=RUNS.c.cached_tokens + result.cached_tokens,
+            cost_nanos=RUNS.c.cost_nanos + (result.cost_nanos or 0),
+            cost_incomplete=or_(RUNS.c.cost_incomplete, literal(result.cost_nanos is None)),
+        )
+        .returning(RUNS.c.status)
+    ).scalar_one()
+    return _advance_run(session, claim.run_id, run_status, now)
+
+
+def _lock_run_status(session: Session, run_id: str) -> str:
+    return str(
+        session.execute(
+            select(RUNS.c.status).where(RUNS.c.id == run_id).with_for_update()
+        ).scalar_one()
+    )
 
 
 def fail_step(
@@ -207,8 +229,6 @@ def fail_step(
     prompt: str | None = None,
 ) -> None:
     """Record a permanent failure: the run fails, naming the step; waiting steps are skipped."""
-    run = _lock_run(session, claim.run_id)
-    step = session.get_one(StepRun, claim.step_id)
     now = utcnow()
     if not _finish_held_step(
         session,
@@ -218,29 +238,40 @@ def fail_step(
         prompt=prompt,
         error=error,
         error_kind=error_kind,
-        attempt_log=[*step.attempt_log, attempt_entry],
+        attempt_log=[*claim.attempt_log, attempt_entry],
     ):
         return
-    if run.status in (RunStatus.queued, RunStatus.running):
-        run.status = RunStatus.failed
-        run.failed_step = claim.step_key
-        run.error = f"step '{claim.step_key}' failed: {error}"
+    status = _lock_run_status(session, claim.run_id)
+    if status in LIVE_RUN_STATUSES:
+        session.execute(
+            update(RUNS)
+            .where(RUNS.c.id == claim.run_id)
+            .values(
+                status=RunStatus.failed,
+                failed_step=claim.step_key,
+                error=f"step '{claim.step_key}' failed: {error}",
+            )
+        )
+        status = RunStatus.failed
+    skip_waiting_steps(session, claim.run_id, now)
+    _advance_run(session, claim.run_id, status, now)
+
+
+def skip_waiting_steps(session: Session, run_id: str, now: datetime) -> None:
     session.execute(
-        update(StepRun)
+        update(STEPS)
         .where(
-            col(StepRun.run_id) == run.id,
-            col(StepRun.status).in_([StepStatus.pending, StepStatus.queued]),
+            STEPS.c.run_id == run_id,
+            STEPS.c.status.in_([StepStatus.pending, StepStatus.queued]),
         )
         .values(status=StepStatus.skipped, finished_at=now)
     )
-    _advance_run(session, run, now)
 
 
 def retry_step_later(
     session: Session, claim: Claim, *, delay_seconds: float, attempt_entry: dict[str, Any]
 ) -> bool:
     """Hand the step back as queued, due after the delay; the caller enqueues it."""
-    step = session.get_one(StepRun, claim.step_id)
     now = utcnow()
     return _finish_held_step(
         session,
@@ -248,28 +279,37 @@ def retry_step_later(
         status=StepStatus.queued,
         queued_at=now,
         not_before=now + timedelta(seconds=delay_seconds),
-        attempt_log=[*step.attempt_log, attempt_entry],
+        attempt_log=[*claim.attempt_log, attempt_entry],
     )
 
 
-def _advance_run(session: Session, run: Run, now: datetime) -> list[str]:
+def _advance_run(session: Session, run_id: str, run_status: str, now: datetime) -> list[str]:
     """Queue the steps whose dependencies have all succeeded; close a run whose every
     step is final. The caller holds the run's row lock."""
-    session.flush()
-    steps = session.exec(
-        select(StepRun).where(StepRun.run_id == run.id).execution_options(populate_existing=True)
+    steps = session.execute(
+        select(STEPS.c.id, STEPS.c.step_key, STEPS.c.status, STEPS.c.depends_on).where(
+            STEPS.c.run_id == run_id
+        )
     ).all()
     succeeded = {s.step_key for s in steps if s.status == StepStatus.succeeded}
     ready: list[str] = []
-    if run.status in (RunStatus.queued, RunStatus.running):
-        for s in steps:
-            if s.status == StepStatus.pending and all(d in succeeded for d in s.depends_on):
-                s.status = StepStatus.queued
-                s.queued_at = now
-                ready.append(s.id)
-    if not ready and all(s.status in FINAL_STEP_STATUSES for s in steps):
-        if run.status in (RunStatus.queued, RunStatus.running):
+    if run_status in LIVE_RUN_STATUSES:
+        ready = [
+            s.id
+            for s in steps
+            if s.status == StepStatus.pending and all(d in succeeded for d in s.depends_on)
+        ]
+    if ready:
+        session.execute(
+            update(STEPS)
+            .where(STEPS.c.id.in_(ready), STEPS.c.status == StepStatus.pending)
+            .values(status=StepStatus.queued, queued_at=now)
+        )
+        return ready
+    if all(s.status in FINAL_STEP_STATUSES for s in steps):
+        values: dict[str, Any] = {"finished_at": func.coalesce(RUNS.c.finished_at, now)}
+        if run_status in LIVE_RUN_STATUSES:
             failed = any(s.status == StepStatus.failed for s in steps)
-            run.status = RunStatus.failed if failed else RunStatus.succeeded
-        run.finished_at = run.finished_at or now
-    return ready
+            values["status"] = RunStatus.failed if failed else RunStatus.succeeded
+        session.execute(update(RUNS).where(RUNS.c.id == run_id).values(**values))
+    return []
