@@ -166,3 +166,45 @@ steps:
     calls = fake_llm.calls()
     assert len(calls) == 3
     assert sorted(c["format"] for c in calls) == ["anthropic", "openai", "openai"]
+
+
+def test_unknown_price_is_null_not_zero_and_local_models_cost_nothing(
+    stack: Stack, fake_llm: FakeLLM
+) -> None:
+    tag = uuid.uuid4().hex[:8]
+    with stack.client() as api:
+        hosted = api.post(
+            "/keys",
+            json={
+                "provider": "openai_compatible",
+                "name": f"vllm-{tag}",
+                "base_url": f"{fake_llm.url}/v1",
+            },
+        ).json()
+        local = api.post(
+            "/keys", json={"provider": "ollama", "name": f"ollama-{tag}", "base_url": fake_llm.url}
+        ).json()
+        api.post(
+            "/agents",
+            json={"name": f"odd-{tag}", "key_id": hosted["id"], "model": f"mystery-{tag}"},
+        ).raise_for_status()
+        api.post(
+            "/agents", json={"name": f"home-{tag}", "key_id": local["id"], "model": "llama3.2"}
+        ).raise_for_status()
+        api.post(
+            "/workflows",
+            json={
+                "name": f"mixed-{tag}",
+                "steps": [
+                    {"id": "unpriced", "agent": f"odd-{tag}", "prompt": "a b c"},
+                    {"id": "local", "agent": f"home-{tag}", "prompt": "d e f"},
+                ],
+            },
+        ).raise_for_status()
+        run_id = api.post("/runs", json={"workflow": f"mixed-{tag}"}).json()["id"]
+        run = wait_for_run(api, run_id)
+    assert run["status"] == "succeeded"
+    steps = {s["id"]: s for s in run["steps"]}
+    assert steps["unpriced"]["cost_usd"] is None and steps["unpriced"]["input_tokens"] > 0
+    assert steps["local"]["cost_usd"] == 0 and steps["local"]["provider"] == "ollama"
+    assert run["cost_incomplete"] is True and run["cost_usd"] == 0
