@@ -3,6 +3,7 @@
 #   make run        install and start the whole platform on this machine (ownkey up)
 #   make test       install the test extras and run the whole test suite
 #   make lint       ruff and mypy
+#   make bench      the benchmark suite at full size; writes BENCHMARKS.md (ARGS="--db postgres")
 #   make fake-llm   a fake LLM provider on FAKE_PORT (for demos and the README walk-through)
 #   make clean      remove .venv and caches (keeps .ownkey: your data and master key)
 #
@@ -26,8 +27,9 @@ PYTHON_CANDIDATES := python3.13 python3.12 python3.11 python3
 PYPROJECT_HASH := $(shell (sha256sum pyproject.toml 2>/dev/null || shasum -a 256 pyproject.toml) | cut -c1-16)
 STAMP_RUN  := $(VENV)/.installed-run-$(PYPROJECT_HASH)
 STAMP_TEST := $(VENV)/.installed-test-$(PYPROJECT_HASH)
+STAMP_BENCH := $(VENV)/.installed-bench-$(PYPROJECT_HASH)
 
-.PHONY: help venv install install-test run test lint fake-llm clean
+.PHONY: help venv install install-test install-bench run test lint bench fake-llm clean
 
 help:
 	@sed -n 's/^#   make/  make/p' $(firstword $(MAKEFILE_LIST))
@@ -77,9 +79,18 @@ $(STAMP_TEST): | venv
 	@rm -f $(VENV)/.installed-test-* $(VENV)/.installed-run-*
 	@touch $@ $(STAMP_RUN)
 
+# The bench extra on top of the test extras (pytest and psycopg: --db postgres creates its
+# throwaway database with the integration tests' helper).
+$(STAMP_BENCH): $(STAMP_TEST)
+	$(BIN)/python -m pip install $(PIP_FLAGS) -e '.[test,bench]'
+	@rm -f $(VENV)/.installed-bench-*
+	@touch $@
+
 install: $(STAMP_RUN)
 
 install-test: $(STAMP_TEST)
+
+install-bench: $(STAMP_BENCH)
 
 run: install
 	$(BIN)/ownkey up --port $(PORT)
@@ -94,6 +105,11 @@ lint: install-test
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check --quiet .
 	$(BIN)/mypy api worker scheduler shared
+
+# ARGS passes flags through: make bench ARGS="--db postgres", ARGS="--only 1,3",
+# ARGS="--scale smoke". Takes about 5 minutes at full size.
+bench: install-bench
+	$(BIN)/python -m bench $(ARGS)
 
 fake-llm: install
 	$(BIN)/ownkey fake-llm --port $(FAKE_PORT)

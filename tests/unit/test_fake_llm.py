@@ -275,6 +275,16 @@ def test_latency_header_overrides_config(http: httpx.Client) -> None:
     assert 0.3 <= elapsed < 2
 
 
+def test_calls_record_when_the_answer_was_done(http: httpx.Client) -> None:
+    body = {"model": "m", "messages": [{"role": "user", "content": "x"}]}
+    http.post("/v1/chat/completions", json=body, headers={"x-fake-latency": "0.2"})
+    http.get("/v1/models")
+    chat, listing = calls(http)["calls"]
+    # Same wall clock as t (arrival to answer); asyncio sleeps on the monotonic clock.
+    assert chat["t_done"] - chat["t"] >= 0.15
+    assert listing["t_done"] is None  # only completion calls carry it
+
+
 def test_configured_latency_overlaps_across_concurrent_calls(fake_url: str) -> None:
     limits = httpx.Limits(max_connections=40)
     with httpx.Client(base_url=fake_url, limits=limits) as client:

@@ -1,0 +1,57 @@
+"""Scenario 4: fan-out and join. Each run has 10 parallel steps joined by one step.
+
+The runs are submitted while no worker runs; one worker then executes them against
+fake-llm with a latency. Wall time runs from the first provider call to the last step's
+``finished_at``; the ideal is the larger of the critical path (2 x latency) and the
+total call-seconds divided by the concurrency.
+"""
+
+from __future__ import annotations
+
+from bench.harness import Bench
+from bench.results import Figure, ScenarioResult, at_most, ratio
+from bench.scale import Scale
+from bench.scenarios.common import fan_out, submit_runs, tag
+from bench.stats import first_call
+
+WIDTH = 10
+
+
+def run(bench: Bench, scale: Scale, result: ScenarioResult) -> None:
+    runs, latency, concurrency = scale.fanout_runs, scale.fanout_latency, scale.concurrency
+    steps = runs * (WIDTH + 1)
+    ideal = max(2 * latency, steps * latency / concurrency)
+    t = tag()
+    name = f"bench-fanout-{t}"
+    workflow_id = bench.create_workflow(name, fan_out(bench.agent, WIDTH))
+    submit_runs(bench, name, [f"{t}-{i}" for i in range(runs)])
+    bench.fake.configure(latency_seconds=latency)
+    try:
+        bench.fake.reset()
+        worker = bench.start_worker(concurrency)
+        try:
+            bench.wait_for_steps(workflow_id, steps, timeout=600, procs=[worker])
+            calls = bench.fake.calls()
+        finally:
+            worker.stop()
+    finally:
+        bench.fake.configure(latency_seconds=0.0)
+    wall = bench.last_step_finished(workflow_id) - first_call(calls)
+    r = ratio(wall, ideal)
+    result.add(
+        Figure(
+            metric="wall time",
+            value=wall,
+            unit="s",
+            baseline=ideal,
+            baseline_name="ideal max(2 x latency, calls x latency / concurrency)",
+            ratio=r,
+            ratio_label="ownkey/ideal",
+            target="<= 1.2x",
+            passed=at_most(r, 1.2),
+        )
+    )
+    result.notes.append(
+        f"{runs} runs x ({WIDTH} parallel + 1 join) = {steps} steps, latency {latency:g} s, "
+        f"one worker, concurrency {concurrency}; ideal {ideal:g} s."
+    )
