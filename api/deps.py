@@ -1,17 +1,19 @@
-"""FastAPI dependencies as named aliases: `SessionDep`, `CurrentToken`."""
+"""FastAPI dependencies as named aliases: `SessionDep`, `ReadSessionDep`, `CurrentToken`."""
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlmodel import Session, select
 from starlette.exceptions import HTTPException
 
 from shared.crypto import hash_token
-from shared.db import session_scope
+from shared.db import read_session, session_scope
 from shared.models import ApiToken
 
 
@@ -20,10 +22,17 @@ def get_session() -> Iterator[Session]:
         yield session
 
 
+def get_read_session() -> Iterator[Session]:
+    with read_session() as session:
+        yield session
+
+
 # scope="function": commit before the response is sent, not after (FastAPI's default for
 # yield dependencies since 0.118). Otherwise a client can read its own write too early,
 # and a failed commit is never reported: the 2xx has already gone out.
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
+# For routes that only read: on SQLite they neither wait for nor block the workers.
+ReadSessionDep = Annotated[Session, Depends(get_read_session, scope="function")]
 
 _bearer = HTTPBearer(auto_error=False)
 
@@ -34,20 +43,42 @@ UNAUTHORIZED = HTTPException(
     headers={"WWW-Authenticate": "Bearer"},
 )
 
+# A valid token is remembered this long, so a busy client costs one lookup per interval
+# instead of one per request. A revoked token therefore stops working within this time.
+TOKEN_CACHE_SECONDS = 5.0
+_token_cache: dict[str, tuple[float, ApiToken]] = {}
+_token_cache_lock = threading.Lock()
+
+
+def _lookup_token(token_hash: str) -> ApiToken | None:
+    now = time.monotonic()
+    with _token_cache_lock:
+        cached = _token_cache.get(token_hash)
+    if cached is not None and cached[0] > now:
+        return cached[1]
+    with read_session() as session:
+        token = session.exec(
+            select(ApiToken).where(
+                ApiToken.token_hash == token_hash,
+                ApiToken.revoked_at.is_(None),  # type: ignore[union-attr]
+            )
+        ).first()
+    with _token_cache_lock:
+        if token is None:
+            _token_cache.pop(token_hash, None)
+        else:
+            if len(_token_cache) > 10_000:
+                _token_cache.clear()
+            _token_cache[token_hash] = (now + TOKEN_CACHE_SECONDS, token)
+    return token
+
 
 def current_token(
-    request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> ApiToken:
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise UNAUTHORIZED
-    with session_scope() as session:
-        token = session.exec(
-            select(ApiToken).where(
-                ApiToken.token_hash == hash_token(credentials.credentials),
-                ApiToken.revoked_at.is_(None),  # type: ignore[union-attr]
-            )
-        ).first()
+    token = _lookup_token(hash_token(credentials.credentials))
     if token is None:
         raise UNAUTHORIZED
     return token

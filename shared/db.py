@@ -22,7 +22,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, event
+from sqlalchemy import Connection, Engine, event
 from sqlalchemy.engine import make_url
 from sqlmodel import Session, create_engine
 
@@ -43,6 +43,11 @@ def _serialized_connection_class() -> type[sqlite3.Connection]:
         """A sqlite3 connection whose transactions hold a process-wide lock."""
 
         _holds_lock = False
+
+        def begin_read(self) -> None:
+            """A deferred transaction: in WAL mode a reader neither waits for nor blocks
+            the writer, so reads take no lock at all."""
+            self.execute("BEGIN")
 
         def begin_immediate(self) -> None:
             self._holds_lock = lock.acquire(timeout=LOCK_WAIT_SECONDS)
@@ -92,7 +97,11 @@ def _prepare_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
-        connection.connection.dbapi_connection.begin_immediate()
+        dbapi_connection = connection.connection.dbapi_connection
+        if connection.get_execution_options().get(READ_ONLY_OPTION):
+            dbapi_connection.begin_read()
+        else:
+            dbapi_connection.begin_immediate()
 
 
 @lru_cache(maxsize=8)
@@ -119,8 +128,34 @@ def engine_for(url: str) -> Engine:
     return create_engine(url, pool_size=10, max_overflow=50, pool_pre_ping=True, pool_recycle=1800)
 
 
+READ_ONLY_OPTION = "ownkey_read_only"
+
+
 def get_engine() -> Engine:
     return engine_for(get_settings().resolved_database_url)
+
+
+@lru_cache(maxsize=8)
+def _read_engine_for(url: str) -> Engine:
+    return engine_for(url).execution_options(**{READ_ONLY_OPTION: True})
+
+
+@contextmanager
+def read_session() -> Iterator[Session]:
+    """A session that only reads. On SQLite it takes no write lock, so reads never queue
+    behind (or hold up) the workers' writes."""
+    with Session(
+        _read_engine_for(get_settings().resolved_database_url), expire_on_commit=False
+    ) as session:
+        yield session
+
+
+@contextmanager
+def transaction() -> Iterator[Connection]:
+    """A plain connection in a transaction, for the worker's hot path: the same
+    all-or-nothing commit as session_scope without the ORM session's bookkeeping."""
+    with get_engine().begin() as connection:
+        yield connection
 
 
 @contextmanager

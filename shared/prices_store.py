@@ -12,7 +12,7 @@ from decimal import Decimal
 
 from sqlmodel import select
 
-from shared.db import session_scope
+from shared.db import read_session
 from shared.models import ModelPrice
 from shared.pricing import Price, price_for
 
@@ -36,7 +36,7 @@ def price_from_row(row: ModelPrice) -> Price:
 
 
 def load_overrides() -> dict[tuple[str, str], Price]:
-    with session_scope() as session:
+    with read_session() as session:
         rows = session.exec(select(ModelPrice)).all()
         return {(row.provider, row.model): price_from_row(row) for row in rows}
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from shared.config import get_settings
 from shared.crypto import SecretDecryptError
-from shared.db import session_scope
+from shared.db import transaction
 from shared.keystore import get_secret_box
 from shared.models import utcnow
 from shared.prices_store import price_lookup
@@ -31,10 +31,8 @@ NANOS_PER_USD = Decimal(1_000_000_000)
 
 def execute_step(step_id: str) -> None:
     settings = get_settings()
-    with session_scope() as session:
-        claim = lifecycle.claim_step(
-            session, step_id, host=HOST, lease_seconds=settings.lease_seconds
-        )
+    with transaction() as db:
+        claim = lifecycle.claim_step(db, step_id, host=HOST, lease_seconds=settings.lease_seconds)
     if claim is None:
         log.debug("step %s not claimable (done, running elsewhere, or not due)", step_id)
         return
@@ -45,9 +43,9 @@ def execute_step(step_id: str) -> None:
         )
     except PromptRenderError as exc:
         entry = _attempt_entry(claim, started, error=f"prompt template: {exc}", kind="template")
-        with session_scope() as session:
+        with transaction() as db:
             lifecycle.fail_step(
-                session, claim, error=entry["error"], error_kind="template", attempt_entry=entry
+                db, claim, error=entry["error"], error_kind="template", attempt_entry=entry
             )
         return
 
@@ -62,16 +60,16 @@ def execute_step(step_id: str) -> None:
             "OWNKEY_SECRET_KEY differs from the one the key was stored with"
         )
         entry = _attempt_entry(claim, started, error=message, kind="SecretDecryptError")
-        with session_scope() as session:
+        with transaction() as db:
             lifecycle.fail_step(
-                session, claim, error=message, error_kind="SecretDecryptError", attempt_entry=entry
+                db, claim, error=message, error_kind="SecretDecryptError", attempt_entry=entry
             )
         return
 
     result = _result_from(claim, prompt, completion)
     entry = _attempt_entry(claim, started, status_code=200)
-    with session_scope() as session:
-        ready = lifecycle.complete_step(session, claim, result, entry)
+    with transaction() as db:
+        ready = lifecycle.complete_step(db, claim, result, entry)
     enqueue_steps(ready)
 
 
@@ -131,17 +129,17 @@ def _handle_provider_error(
         entry = _attempt_entry(
             claim, started, status_code=exc.status_code, error=str(exc), kind=kind
         )
-        with session_scope() as session:
+        with transaction() as db:
             lifecycle.fail_step(
-                session, claim, error=message, error_kind=kind, attempt_entry=entry, prompt=prompt
+                db, claim, error=message, error_kind=kind, attempt_entry=entry, prompt=prompt
             )
         return
     entry = _attempt_entry(
         claim, started, status_code=exc.status_code, error=str(exc), kind=kind, wait=delay
     )
-    with session_scope() as session:
+    with transaction() as db:
         handed_back = lifecycle.retry_step_later(
-            session, claim, delay_seconds=delay, attempt_entry=entry
+            db, claim, delay_seconds=delay, attempt_entry=entry
         )
     if handed_back:
         enqueue_step(claim.step_id, countdown=delay)

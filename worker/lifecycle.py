@@ -1,11 +1,14 @@
 """A step's life in SQL: claim, succeed, fail, retry; successors; closing the run.
 
-Every function here is one short transaction of a few Core statements (this is the hot
-path: two transactions per step). Claims are conditional updates with a lease, so a
-second delivery of the same message is harmless. Completing a step first updates its
-run's row (the run totals), which takes the run's row lock on PostgreSQL (SQLite
-serialises writers anyway); so when two parallel steps finish at once, the second
-to commit sees the first one's success and exactly one of them enqueues the join step.
+Every function here is one short transaction on a plain connection. This is the hot
+path (two transactions per step), so the statements are built once, with bound
+parameters: SQLAlchemy then reuses their compiled form and cache keys.
+
+Claims are conditional updates with a lease, so a second delivery of the same message
+is harmless. Completing a step first updates its run's row (the run totals), which
+takes the run's row lock on PostgreSQL (SQLite serialises writers anyway); so when two
+parallel steps finish at once, the second to commit sees the first one's success and
+exactly one of them enqueues the join step.
 """
 
 from __future__ import annotations
@@ -15,8 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, and_, func, literal, or_, select, true, update
-from sqlmodel import Session
+from sqlalchemy import Connection, Table, and_, bindparam, func, or_, select, true, update
 
 from shared.models import (
     FINAL_STEP_STATUSES,
@@ -32,6 +34,111 @@ STEPS = cast(Table, StepRun.__table__)  # type: ignore[attr-defined]
 RUNS = cast(Table, Run.__table__)  # type: ignore[attr-defined]
 KEYS = cast(Table, ProviderKey.__table__)  # type: ignore[attr-defined]
 LIVE_RUN_STATUSES = (RunStatus.queued, RunStatus.running)
+
+CLAIM = (
+    update(STEPS)
+    .where(
+        STEPS.c.id == bindparam("step_id"),
+        or_(
+            and_(
+                STEPS.c.status == StepStatus.queued,
+                or_(STEPS.c.not_before.is_(None), STEPS.c.not_before <= bindparam("now")),
+            ),
+            and_(
+                STEPS.c.status == StepStatus.running,
+                STEPS.c.lease_expires_at < bindparam("now"),
+            ),
+        ),
+    )
+    .values(
+        status=StepStatus.running,
+        claim_token=bindparam("token"),
+        lease_expires_at=bindparam("lease_expires_at"),
+        attempts=STEPS.c.attempts + 1,
+        worker_host=bindparam("host"),
+        started_at=bindparam("now"),
+    )
+    .returning(
+        STEPS.c.run_id,
+        STEPS.c.step_key,
+        STEPS.c.attempts,
+        STEPS.c.provider,
+        STEPS.c.model,
+        STEPS.c.key_id,
+        STEPS.c.prompt_template,
+        STEPS.c.agent_config,
+        STEPS.c.depends_on,
+        STEPS.c.attempt_log,
+    )
+)
+RUN_AND_KEY = (
+    select(RUNS.c.input, RUNS.c.status, KEYS.c.name, KEYS.c.base_url, KEYS.c.secret_ciphertext)
+    .select_from(RUNS.join(KEYS, true()))
+    .where(RUNS.c.id == bindparam("run_id"), KEYS.c.id == bindparam("key_id"))
+)
+MARK_RUN_RUNNING = (
+    update(RUNS)
+    .where(RUNS.c.id == bindparam("run_id"), RUNS.c.status == RunStatus.queued)
+    .values(status=RunStatus.running, started_at=bindparam("now"))
+)
+RUN_STEPS = select(
+    STEPS.c.id, STEPS.c.step_key, STEPS.c.status, STEPS.c.depends_on, STEPS.c.output
+).where(STEPS.c.run_id == bindparam("run_id"))
+HELD = and_(
+    STEPS.c.id == bindparam("step_id"),
+    STEPS.c.claim_token == bindparam("token"),
+    STEPS.c.status == StepStatus.running,
+)
+RELEASE_LEASE: dict[str, Any] = {"claim_token": None, "lease_expires_at": None}
+SUCCEED = (
+    update(STEPS)
+    .where(HELD)
+    .values(
+        **RELEASE_LEASE,
+        status=StepStatus.succeeded,
+        error=None,
+        error_kind=None,
+        **{
+            name: bindparam(f"v_{name}")
+            for name in (
+                "finished_at",
+                "prompt",
+                "output",
+                "finish_reason",
+                "request_id",
+                "input_tokens",
+                "output_tokens",
+                "cached_tokens",
+                "cache_write_tokens",
+                "cost_nanos",
+                "latency_ms",
+                "attempt_log",
+            )
+        },
+    )
+)
+ADD_TO_RUN_TOTALS = (
+    update(RUNS)
+    .where(RUNS.c.id == bindparam("run_id"))
+    .values(
+        input_tokens=RUNS.c.input_tokens + bindparam("add_input", type_=RUNS.c.input_tokens.type),
+        output_tokens=RUNS.c.output_tokens
+        + bindparam("add_output", type_=RUNS.c.output_tokens.type),
+        cached_tokens=RUNS.c.cached_tokens
+        + bindparam("add_cached", type_=RUNS.c.cached_tokens.type),
+        cost_nanos=RUNS.c.cost_nanos + bindparam("add_cost", type_=RUNS.c.cost_nanos.type),
+        cost_incomplete=or_(
+            RUNS.c.cost_incomplete,
+            bindparam("cost_unknown", type_=RUNS.c.cost_incomplete.type),
+        ),
+    )
+    .returning(RUNS.c.status)
+)
+QUEUE_READY = (
+    update(STEPS)
+    .where(STEPS.c.id.in_(bindparam("ready", expanding=True)), STEPS.c.status == StepStatus.pending)
+    .values(status=StepStatus.queued, queued_at=bindparam("now"))
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,58 +176,26 @@ class StepResult:
     latency_ms: int
 
 
-def claim_step(session: Session, step_id: str, *, host: str, lease_seconds: float) -> Claim | None:
+def claim_step(db: Connection, step_id: str, *, host: str, lease_seconds: float) -> Claim | None:
     """Take the step if it is due and nobody holds a live lease on it; else None."""
     now = utcnow()
     token = uuid.uuid4().hex
-    step = session.execute(
-        update(STEPS)
-        .where(
-            STEPS.c.id == step_id,
-            or_(
-                and_(
-                    STEPS.c.status == StepStatus.queued,
-                    or_(STEPS.c.not_before.is_(None), STEPS.c.not_before <= now),
-                ),
-                and_(STEPS.c.status == StepStatus.running, STEPS.c.lease_expires_at < now),
-            ),
-        )
-        .values(
-            status=StepStatus.running,
-            claim_token=token,
-            lease_expires_at=now + timedelta(seconds=lease_seconds),
-            attempts=STEPS.c.attempts + 1,
-            worker_host=host,
-            started_at=now,
-        )
-        .returning(
-            STEPS.c.run_id,
-            STEPS.c.step_key,
-            STEPS.c.attempts,
-            STEPS.c.provider,
-            STEPS.c.model,
-            STEPS.c.key_id,
-            STEPS.c.prompt_template,
-            STEPS.c.agent_config,
-            STEPS.c.depends_on,
-            STEPS.c.attempt_log,
-        )
+    step = db.execute(
+        CLAIM,
+        {
+            "step_id": step_id,
+            "now": now,
+            "token": token,
+            "lease_expires_at": now + timedelta(seconds=lease_seconds),
+            "host": host,
+        },
     ).first()
     if step is None:
         return None
-    run_and_key = session.execute(
-        select(RUNS.c.input, RUNS.c.status, KEYS.c.name, KEYS.c.base_url, KEYS.c.secret_ciphertext)
-        .select_from(RUNS.join(KEYS, true()))
-        .where(RUNS.c.id == step.run_id)
-        .where(KEYS.c.id == step.key_id)
-    ).one()
-    if run_and_key.status == RunStatus.queued:
-        session.execute(
-            update(RUNS)
-            .where(RUNS.c.id == step.run_id, RUNS.c.status == RunStatus.queued)
-            .values(status=RunStatus.running, started_at=now)
-        )
-    upstream = _upstream_outputs(session, step.run_id, step.depends_on) if step.depends_on else {}
+    run = db.execute(RUN_AND_KEY, {"run_id": step.run_id, "key_id": step.key_id}).one()
+    if run.status == RunStatus.queued:
+        db.execute(MARK_RUN_RUNNING, {"run_id": step.run_id, "now": now})
+    upstream = _upstream_outputs(db, step.run_id, step.depends_on) if step.depends_on else {}
     return Claim(
         step_id=step_id,
         run_id=step.run_id,
@@ -129,23 +204,20 @@ def claim_step(session: Session, step_id: str, *, host: str, lease_seconds: floa
         attempt=step.attempts,
         provider=step.provider,
         model=step.model,
-        key_name=run_and_key.name,
-        base_url=run_and_key.base_url,
-        secret_ciphertext=run_and_key.secret_ciphertext,
+        key_name=run.name,
+        base_url=run.base_url,
+        secret_ciphertext=run.secret_ciphertext,
         prompt_template=step.prompt_template,
         agent_config=dict(step.agent_config),
-        run_input=dict(run_and_key.input),
+        run_input=dict(run.input),
         upstream_outputs=upstream,
         attempt_log=list(step.attempt_log),
     )
 
 
-def _upstream_outputs(session: Session, run_id: str, depends_on: list[str]) -> dict[str, str]:
+def _upstream_outputs(db: Connection, run_id: str, depends_on: list[str]) -> dict[str, str]:
     """The outputs of every step upstream of a step: a template may read any ancestor."""
-    rows = session.execute(
-        select(STEPS.c.step_key, STEPS.c.depends_on, STEPS.c.output).where(STEPS.c.run_id == run_id)
-    ).all()
-    graph = {row.step_key: row for row in rows}
+    graph = {row.step_key: row for row in db.execute(RUN_STEPS, {"run_id": run_id})}
     seen: set[str] = set()
     todo = list(depends_on)
     while todo:
@@ -156,71 +228,54 @@ def _upstream_outputs(session: Session, run_id: str, depends_on: list[str]) -> d
     return {name: graph[name].output or "" for name in seen}
 
 
-def _finish_held_step(session: Session, claim: Claim, **values: Any) -> bool:
-    """Write the outcome only if this worker still holds the lease."""
-    result = session.execute(
-        update(STEPS)
-        .where(
-            STEPS.c.id == claim.step_id,
-            STEPS.c.claim_token == claim.token,
-            STEPS.c.status == StepStatus.running,
-        )
-        .values(claim_token=None, lease_expires_at=None, **values)
-    )
-    return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+def _held(claim: Claim) -> dict[str, Any]:
+    return {"step_id": claim.step_id, "token": claim.token}
+
+
+def _finish_held_step(db: Connection, claim: Claim, **values: Any) -> bool:
+    """Write an outcome only if this worker still holds the lease."""
+    result = db.execute(update(STEPS).where(HELD).values(**RELEASE_LEASE, **values), _held(claim))
+    return bool(result.rowcount == 1)
 
 
 def complete_step(
-    session: Session, claim: Claim, result: StepResult, attempt_entry: dict[str, Any]
+    db: Connection, claim: Claim, result: StepResult, attempt_entry: dict[str, Any]
 ) -> list[str]:
     """Record a success; returns the ids of successor steps that became due."""
     now = utcnow()
-    if not _finish_held_step(
-        session,
-        claim,
-        status=StepStatus.succeeded,
-        finished_at=now,
-        prompt=result.prompt,
-        output=result.output,
-        error=None,
-        error_kind=None,
-        finish_reason=result.finish_reason,
-        request_id=result.request_id,
-        input_tokens=result.input_tokens,
-        output_tokens=result.output_tokens,
-        cached_tokens=result.cached_tokens,
-        cache_write_tokens=result.cache_write_tokens,
-        cost_nanos=result.cost_nanos,
-        latency_ms=result.latency_ms,
-        attempt_log=[*claim.attempt_log, attempt_entry],
-    ):
+    values = {
+        "v_finished_at": now,
+        "v_prompt": result.prompt,
+        "v_output": result.output,
+        "v_finish_reason": result.finish_reason,
+        "v_request_id": result.request_id,
+        "v_input_tokens": result.input_tokens,
+        "v_output_tokens": result.output_tokens,
+        "v_cached_tokens": result.cached_tokens,
+        "v_cache_write_tokens": result.cache_write_tokens,
+        "v_cost_nanos": result.cost_nanos,
+        "v_latency_ms": result.latency_ms,
+        "v_attempt_log": [*claim.attempt_log, attempt_entry],
+    }
+    if db.execute(SUCCEED, {**_held(claim), **values}).rowcount != 1:
         return []
     # Adding to the totals takes the run's row lock before the siblings are read.
-    run_status = session.execute(
-        update(RUNS)
-        .where(RUNS.c.id == claim.run_id)
-        .values(
-            input_tokens=RUNS.c.input_tokens + (result.input_tokens or 0),
-            output_tokens=RUNS.c.output_tokens + (result.output_tokens or 0),
-            cached_tokens=RUNS.c.cached_tokens + result.cached_tokens,
-            cost_nanos=RUNS.c.cost_nanos + (result.cost_nanos or 0),
-            cost_incomplete=or_(RUNS.c.cost_incomplete, literal(result.cost_nanos is None)),
-        )
-        .returning(RUNS.c.status)
+    run_status = db.execute(
+        ADD_TO_RUN_TOTALS,
+        {
+            "run_id": claim.run_id,
+            "add_input": result.input_tokens or 0,
+            "add_output": result.output_tokens or 0,
+            "add_cached": result.cached_tokens,
+            "add_cost": result.cost_nanos or 0,
+            "cost_unknown": result.cost_nanos is None,
+        },
     ).scalar_one()
-    return _advance_run(session, claim.run_id, run_status, now)
-
-
-def _lock_run_status(session: Session, run_id: str) -> str:
-    return str(
-        session.execute(
-            select(RUNS.c.status).where(RUNS.c.id == run_id).with_for_update()
-        ).scalar_one()
-    )
+    return _advance_run(db, claim.run_id, run_status, now)
 
 
 def fail_step(
-    session: Session,
+    db: Connection,
     claim: Claim,
     *,
     error: str,
@@ -231,7 +286,7 @@ def fail_step(
     """Record a permanent failure: the run fails, naming the step; waiting steps are skipped."""
     now = utcnow()
     if not _finish_held_step(
-        session,
+        db,
         claim,
         status=StepStatus.failed,
         finished_at=now,
@@ -241,9 +296,11 @@ def fail_step(
         attempt_log=[*claim.attempt_log, attempt_entry],
     ):
         return
-    status = _lock_run_status(session, claim.run_id)
+    status = db.execute(
+        select(RUNS.c.status).where(RUNS.c.id == claim.run_id).with_for_update()
+    ).scalar_one()
     if status in LIVE_RUN_STATUSES:
-        session.execute(
+        db.execute(
             update(RUNS)
             .where(RUNS.c.id == claim.run_id)
             .values(
@@ -253,12 +310,12 @@ def fail_step(
             )
         )
         status = RunStatus.failed
-    skip_waiting_steps(session, claim.run_id, now)
-    _advance_run(session, claim.run_id, status, now)
+    skip_waiting_steps(db, claim.run_id, now)
+    _advance_run(db, claim.run_id, status, now)
 
 
-def skip_waiting_steps(session: Session, run_id: str, now: datetime) -> None:
-    session.execute(
+def skip_waiting_steps(db: Connection, run_id: str, now: datetime) -> None:
+    db.execute(
         update(STEPS)
         .where(
             STEPS.c.run_id == run_id,
@@ -269,12 +326,12 @@ def skip_waiting_steps(session: Session, run_id: str, now: datetime) -> None:
 
 
 def retry_step_later(
-    session: Session, claim: Claim, *, delay_seconds: float, attempt_entry: dict[str, Any]
+    db: Connection, claim: Claim, *, delay_seconds: float, attempt_entry: dict[str, Any]
 ) -> bool:
     """Hand the step back as queued, due after the delay; the caller enqueues it."""
     now = utcnow()
     return _finish_held_step(
-        session,
+        db,
         claim,
         status=StepStatus.queued,
         queued_at=now,
@@ -283,14 +340,10 @@ def retry_step_later(
     )
 
 
-def _advance_run(session: Session, run_id: str, run_status: str, now: datetime) -> list[str]:
+def _advance_run(db: Connection, run_id: str, run_status: str, now: datetime) -> list[str]:
     """Queue the steps whose dependencies have all succeeded; close a run whose every
     step is final. The caller holds the run's row lock."""
-    steps = session.execute(
-        select(STEPS.c.id, STEPS.c.step_key, STEPS.c.status, STEPS.c.depends_on).where(
-            STEPS.c.run_id == run_id
-        )
-    ).all()
+    steps = db.execute(RUN_STEPS, {"run_id": run_id}).all()
     succeeded = {s.step_key for s in steps if s.status == StepStatus.succeeded}
     ready: list[str] = []
     if run_status in LIVE_RUN_STATUSES:
@@ -300,16 +353,12 @@ def _advance_run(session: Session, run_id: str, run_status: str, now: datetime) 
             if s.status == StepStatus.pending and all(d in succeeded for d in s.depends_on)
         ]
     if ready:
-        session.execute(
-            update(STEPS)
-            .where(STEPS.c.id.in_(ready), STEPS.c.status == StepStatus.pending)
-            .values(status=StepStatus.queued, queued_at=now)
-        )
+        db.execute(QUEUE_READY, {"ready": ready, "now": now})
         return ready
     if all(s.status in FINAL_STEP_STATUSES for s in steps):
         values: dict[str, Any] = {"finished_at": func.coalesce(RUNS.c.finished_at, now)}
         if run_status in LIVE_RUN_STATUSES:
             failed = any(s.status == StepStatus.failed for s in steps)
             values["status"] = RunStatus.failed if failed else RunStatus.succeeded
-        session.execute(update(RUNS).where(RUNS.c.id == run_id).values(**values))
+        db.execute(update(RUNS).where(RUNS.c.id == run_id).values(**values))
     return []

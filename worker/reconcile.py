@@ -16,7 +16,7 @@ from sqlalchemy import and_, or_
 from sqlmodel import col, select
 
 from shared.config import get_settings
-from shared.db import session_scope
+from shared.db import read_session
 from shared.models import StepRun, StepStatus, utcnow
 from worker.dispatch import enqueue_steps
 
@@ -27,7 +27,7 @@ BATCH = 1000
 def stranded_step_ids(*, requeue_after_seconds: float) -> list[str]:
     now = utcnow()
     stale = now - timedelta(seconds=requeue_after_seconds)
-    with session_scope() as session:
+    with read_session() as session:
         return list(
             session.exec(
                 select(StepRun.id)

@@ -4,7 +4,7 @@ from fastapi import APIRouter, status
 
 from api.agents import service
 from api.agents.schemas import AgentCreate, AgentList, AgentPublic, AgentUpdate
-from api.deps import CurrentToken, SessionDep
+from api.deps import CurrentToken, ReadSessionDep, SessionDep
 
 router = APIRouter(prefix="/agents", tags=["agents"])
 
@@ -15,13 +15,13 @@ def create_agent(body: AgentCreate, session: SessionDep, _: CurrentToken) -> Age
 
 
 @router.get("", response_model=AgentList)
-def list_agents(session: SessionDep, _: CurrentToken) -> AgentList:
+def list_agents(session: ReadSessionDep, _: CurrentToken) -> AgentList:
     data = [service.to_public(a, k) for a, k in service.list_agents(session=session)]
     return AgentList(data=data, count=len(data))
 
 
 @router.get("/{agent_id}", response_model=AgentPublic)
-def get_agent(agent_id: str, session: SessionDep, _: CurrentToken) -> AgentPublic:
+def get_agent(agent_id: str, session: ReadSessionDep, _: CurrentToken) -> AgentPublic:
     return service.public(session, service.get_agent(session=session, agent_id=agent_id))
 
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, status
 
-from api.deps import CurrentToken, SessionDep
+from api.deps import CurrentToken, ReadSessionDep, SessionDep
 from api.errors import BadGateway
 from api.keys import service
 from api.keys.schemas import KeyCreate, KeyList, KeyPublic, KeyTestResult, ModelList
@@ -18,14 +18,14 @@ def create_key(body: KeyCreate, session: SessionDep, _: CurrentToken) -> KeyPubl
 
 
 @router.get("", response_model=KeyList)
-def list_keys(session: SessionDep, _: CurrentToken) -> KeyList:
+def list_keys(session: ReadSessionDep, _: CurrentToken) -> KeyList:
     keys = service.list_keys(session=session)
     data = [KeyPublic.model_validate(k, from_attributes=True) for k in keys]
     return KeyList(data=data, count=len(data))
 
 
 @router.get("/{key_id}", response_model=KeyPublic)
-def get_key(key_id: str, session: SessionDep, _: CurrentToken) -> KeyPublic:
+def get_key(key_id: str, session: ReadSessionDep, _: CurrentToken) -> KeyPublic:
     key = service.get_key(session=session, key_id=key_id)
     return KeyPublic.model_validate(key, from_attributes=True)
 

@@ -9,7 +9,7 @@ from sqlmodel import Session, select
 from api.errors import Conflict, NotFound
 from api.keys.schemas import KeyCreate
 from shared.crypto import key_hint
-from shared.db import session_scope
+from shared.db import read_session
 from shared.keystore import get_secret_box
 from shared.models import Agent, ProviderKey
 from shared.providers import Provider, make_provider
@@ -46,7 +46,7 @@ def get_key(*, session: Session, key_id: str) -> ProviderKey:
 def load_key(key_id: str) -> ProviderKey:
     """Read a key in its own short transaction, for calls that then wait on a provider:
     no database transaction (on SQLite, the write lock) is held across the network."""
-    with session_scope() as session:
+    with read_session() as session:
         key = get_key(session=session, key_id=key_id)
         session.expunge(key)
     return key

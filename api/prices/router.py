@@ -6,7 +6,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 from sqlmodel import select
 
-from api.deps import CurrentToken, SessionDep
+from api.deps import CurrentToken, ReadSessionDep, SessionDep
 from api.keys.schemas import ProviderName
 from shared.models import ModelPrice, utcnow
 from shared.prices_store import forget_cached_prices
@@ -43,7 +43,7 @@ class PriceList(BaseModel):
 
 
 @router.get("", response_model=PriceList)
-def list_prices(session: SessionDep, _: CurrentToken) -> PriceList:
+def list_prices(session: ReadSessionDep, _: CurrentToken) -> PriceList:
     prices: dict[tuple[str, str], PricePublic] = {
         (provider, model): PricePublic(
             provider=provider,

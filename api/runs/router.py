@@ -4,7 +4,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, status
 
-from api.deps import CurrentToken, SessionDep
+from api.deps import CurrentToken, ReadSessionDep
 from api.runs import service
 from api.runs.schemas import RunAccepted, RunCreate, RunList, RunPublic
 from shared.models import RunStatus
@@ -15,13 +15,13 @@ router = APIRouter(prefix="/runs", tags=["runs"])
 @router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=RunAccepted)
 def submit_run(body: RunCreate, _: CurrentToken) -> RunAccepted:
     """Accept a run at once; workers execute its steps. Poll GET /runs/{id}."""
-    run = service.submit_run(body)
-    return RunAccepted(id=run.id, status=run.status)
+    created = service.submit_run(body)
+    return RunAccepted(id=created.run_id, status=created.status)
 
 
 @router.get("", response_model=RunList)
 def list_runs(
-    session: SessionDep,
+    session: ReadSessionDep,
     _: CurrentToken,
     status: Annotated[RunStatus | None, Query()] = None,
     workflow: Annotated[str | None, Query(max_length=100)] = None,
@@ -35,5 +35,5 @@ def list_runs(
 
 
 @router.get("/{run_id}", response_model=RunPublic)
-def get_run(run_id: str, session: SessionDep, _: CurrentToken) -> RunPublic:
+def get_run(run_id: str, session: ReadSessionDep, _: CurrentToken) -> RunPublic:
     return service.get_run(session=session, run_id=run_id)

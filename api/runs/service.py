@@ -12,7 +12,7 @@ from api.runs.schemas import RunCreate, RunPublic, RunSummary, StepPublic
 from api.workflows.service import find_workflow
 from shared.db import session_scope
 from shared.models import Run, StepRun, Workflow, WorkflowVersion
-from shared.runs import RunRejected, create_run
+from shared.runs import CreatedRun, RunRejected, create_run
 from worker.dispatch import enqueue_steps
 
 NANOS = Decimal(1_000_000_000)
@@ -22,20 +22,15 @@ def usd(nanos: int | None) -> float | None:
     return None if nanos is None else float(Decimal(nanos) / NANOS)
 
 
-def submit_run(body: RunCreate) -> Run:
+def submit_run(body: RunCreate) -> CreatedRun:
     """Insert the run and its steps in one transaction, then enqueue the ready steps."""
-    with session_scope() as session:
-        workflow = find_workflow(session, body.workflow)
-        if workflow is None:
-            raise Unprocessable(
-                [field_error("workflow", f"no workflow with id or name '{body.workflow}'")]
-            )
-        try:
-            created = create_run(session=session, workflow=workflow, input=body.input)
-        except RunRejected as exc:
-            raise Unprocessable([field_error(exc.field, str(exc), step=exc.step)]) from exc
+    try:
+        with session_scope() as session:
+            created = create_run(session=session, workflow=body.workflow, input=body.input)
+    except RunRejected as exc:
+        raise Unprocessable([field_error(exc.field, str(exc), step=exc.step)]) from exc
     enqueue_steps(created.ready_step_ids)
-    return created.run
+    return created
 
 
 def _summary(run: Run, workflow: Workflow, version: int) -> dict[str, object]:

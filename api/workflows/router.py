@@ -4,7 +4,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request, status
 
-from api.deps import CurrentToken, SessionDep
+from api.deps import CurrentToken, ReadSessionDep, SessionDep
 from api.workflows import service
 from api.workflows.schemas import WORKFLOW_BODY_DOC, WorkflowList, WorkflowPublic
 
@@ -31,13 +31,13 @@ def create_workflow(raw: RawBody, session: SessionDep, _: CurrentToken) -> Workf
 
 
 @router.get("", response_model=WorkflowList)
-def list_workflows(session: SessionDep, _: CurrentToken) -> WorkflowList:
+def list_workflows(session: ReadSessionDep, _: CurrentToken) -> WorkflowList:
     data = service.list_workflows(session=session)
     return WorkflowList(data=data, count=len(data))
 
 
 @router.get("/{workflow_id}", response_model=WorkflowPublic)
-def get_workflow(workflow_id: str, session: SessionDep, _: CurrentToken) -> WorkflowPublic:
+def get_workflow(workflow_id: str, session: ReadSessionDep, _: CurrentToken) -> WorkflowPublic:
     workflow = service.get_workflow(session=session, workflow_id=workflow_id)
     return service.to_public(workflow, service.current_version(session, workflow))
 

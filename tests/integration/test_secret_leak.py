@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 import pytest
 import redis
+from celery import Celery
 from sqlalchemy import create_engine, inspect, text
 
 from shared.embedded_redis import free_port
@@ -36,7 +37,8 @@ def flower(stack: Stack) -> Iterator[str]:
             what="flower",
             proc=proc,
         )
-        # Flower learns the workers from their heartbeats; give it a worker to watch.
+        # Workers send task events only while someone watches: Flower switches them on
+        # with a broadcast every 5 s. Send the same broadcast now rather than wait for it.
         wait_until(
             lambda: bool(
                 httpx.get(f"{url}/api/workers?refresh=1", auth=FLOWER_AUTH, timeout=10).json()
@@ -45,6 +47,9 @@ def flower(stack: Stack) -> Iterator[str]:
             what="flower to see the worker",
             proc=proc,
         )
+        broadcaster = Celery(broker=stack.env["OWNKEY_REDIS_URL"])
+        broadcaster.control.enable_events()
+        broadcaster.close()
         yield url
     finally:
         proc.stop()
@@ -170,8 +175,16 @@ def test_secrets_appear_nowhere(stack: Stack, fake_llm: FakeLLM, flower: str) ->
     assert second["status"] == "failed" and second["attempts"] == 1
     assert f"bad-{tag}" in second["error"] and "anthropic" in second["error"]
 
-    tasks = httpx.get(f"{flower}/api/tasks", auth=FLOWER_AUTH, timeout=10).json()
     step_ids = {s["step_run_id"] for s in run["steps"]}
+    tasks: dict[str, Any] = {}
+
+    def flower_saw_both_steps() -> bool:
+        tasks.clear()
+        tasks.update(httpx.get(f"{flower}/api/tasks", auth=FLOWER_AUTH, timeout=10).json())
+        seen = {i for t in tasks.values() for i in step_ids if i in (t.get("args") or "")}
+        return seen == step_ids
+
+    wait_until(flower_saw_both_steps, timeout=20, what="flower to show the run's tasks")
     mine = [t for t in tasks.values() if any(i in (t.get("args") or "") for i in step_ids)]
     assert mine and all(t["name"] == "ownkey.step" for t in mine)
     for task in mine:  # the message carries the step id and nothing else

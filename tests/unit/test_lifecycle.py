@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlmodel import select
 
-from shared.db import session_scope
+from shared.db import session_scope, transaction
 from shared.models import Run, RunStatus, StepRun, StepStatus
 from shared.runs import create_run
 from tests.factories import make_agent, make_key, make_workflow
@@ -42,14 +42,14 @@ def _submit(steps: list[dict[str, object]]) -> tuple[str, dict[str, str]]:
         key = make_key(session)
         make_agent(session, key, name="writer")
         workflow = make_workflow(session, name="wf", steps=steps)
-        created = create_run(session=session, workflow=workflow, input={"x": 1})
+        created = create_run(session=session, workflow=workflow.id, input={"x": 1})
         ids = {s.step_key: s.id for s in session.exec(select(StepRun)).all()}
-        return created.run.id, ids
+        return created.run_id, ids
 
 
 def _claim(step_id: str) -> lifecycle.Claim | None:
-    with session_scope() as session:
-        return lifecycle.claim_step(session, step_id, host="h", lease_seconds=60)
+    with transaction() as db:
+        return lifecycle.claim_step(db, step_id, host="h", lease_seconds=60)
 
 
 def test_only_steps_without_dependencies_start_queued(sqlite_db: str) -> None:
@@ -71,18 +71,18 @@ def test_join_step_is_enqueued_exactly_once_and_sees_both_outputs(sqlite_db: str
     run_id, ids = _submit(DIAMOND)
     claim_a, claim_b = _claim(ids["a"]), _claim(ids["b"])
     assert claim_a and claim_b
-    with session_scope() as session:
-        assert lifecycle.complete_step(session, claim_a, _result("out-a"), {}) == []
-    with session_scope() as session:
-        assert lifecycle.complete_step(session, claim_b, _result("out-b"), {}) == [ids["c"]]
+    with transaction() as db:
+        assert lifecycle.complete_step(db, claim_a, _result("out-a"), {}) == []
+    with transaction() as db:
+        assert lifecycle.complete_step(db, claim_b, _result("out-b"), {}) == [ids["c"]]
     # Completing b again (a duplicate worker that lost its lease) changes nothing.
-    with session_scope() as session:
-        assert lifecycle.complete_step(session, claim_b, _result("again"), {}) == []
+    with transaction() as db:
+        assert lifecycle.complete_step(db, claim_b, _result("again"), {}) == []
     claim_c = _claim(ids["c"])
     assert claim_c is not None
     assert claim_c.upstream_outputs == {"a": "out-a", "b": "out-b"}
-    with session_scope() as session:
-        assert lifecycle.complete_step(session, claim_c, _result("out-c", cost=None), {}) == []
+    with transaction() as db:
+        assert lifecycle.complete_step(db, claim_c, _result("out-c", cost=None), {}) == []
     with session_scope() as session:
         run = session.get_one(Run, run_id)
         assert run.status == RunStatus.succeeded and run.finished_at is not None
@@ -94,10 +94,8 @@ def test_failure_fails_the_run_naming_the_step_and_skips_the_rest(sqlite_db: str
     run_id, ids = _submit(DIAMOND)
     claim_a = _claim(ids["a"])
     assert claim_a
-    with session_scope() as session:
-        lifecycle.fail_step(
-            session, claim_a, error="bad key", error_kind="AuthFailed", attempt_entry={}
-        )
+    with transaction() as db:
+        lifecycle.fail_step(db, claim_a, error="bad key", error_kind="AuthFailed", attempt_entry={})
     with session_scope() as session:
         run = session.get_one(Run, run_id)
         steps = {s.step_key: s.status for s in session.exec(select(StepRun)).all()}
@@ -111,10 +109,8 @@ def test_retry_hands_the_step_back_not_before_its_delay(sqlite_db: str) -> None:
     _, ids = _submit(DIAMOND)
     claim = _claim(ids["a"])
     assert claim
-    with session_scope() as session:
-        assert lifecycle.retry_step_later(
-            session, claim, delay_seconds=30, attempt_entry={"attempt": 1}
-        )
+    with transaction() as db:
+        assert lifecycle.retry_step_later(db, claim, delay_seconds=30, attempt_entry={"attempt": 1})
     assert _claim(ids["a"]) is None  # not due yet
     with session_scope() as session:
         step = session.get_one(StepRun, ids["a"])
@@ -126,11 +122,12 @@ def test_retry_hands_the_step_back_not_before_its_delay(sqlite_db: str) -> None:
 
 def test_expired_lease_can_be_taken_over_and_the_old_holder_cannot_write(sqlite_db: str) -> None:
     _, ids = _submit(DIAMOND)
-    with session_scope() as session:
-        old = lifecycle.claim_step(session, ids["a"], host="dead", lease_seconds=-1)
+    with transaction() as db:
+        old = lifecycle.claim_step(db, ids["a"], host="dead", lease_seconds=-1)
     assert old is not None
     new = _claim(ids["a"])
     assert new is not None and new.token != old.token
+    with transaction() as db:
+        assert lifecycle.complete_step(db, old, _result("stale"), {}) == []
     with session_scope() as session:
-        assert lifecycle.complete_step(session, old, _result("stale"), {}) == []
         assert session.get_one(StepRun, ids["a"]).status == StepStatus.running
