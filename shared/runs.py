@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import Table, insert, or_, select
+from sqlalchemy import Table, bindparam, insert, or_, select
 from sqlmodel import Session
 
 from shared.models import (
@@ -52,31 +52,35 @@ class CreatedRun:
 AGENT_SETTINGS = ("system_prompt", "temperature", "max_tokens", "timeout_seconds", "max_attempts")
 
 
+WORKFLOW_WITH_CURRENT_VERSION = (
+    select(WORKFLOWS.c.id, VERSIONS.c.id.label("version_id"), VERSIONS.c.definition)
+    .select_from(
+        WORKFLOWS.join(
+            VERSIONS,
+            (VERSIONS.c.workflow_id == WORKFLOWS.c.id)
+            & (VERSIONS.c.version == WORKFLOWS.c.current_version),
+        )
+    )
+    .where(or_(WORKFLOWS.c.id == bindparam("ref"), WORKFLOWS.c.name == bindparam("ref")))
+    .limit(1)
+)
+AGENTS_BY_NAME = (
+    select(AGENTS, KEYS.c.provider)
+    .select_from(AGENTS.join(KEYS, AGENTS.c.key_id == KEYS.c.id))
+    .where(AGENTS.c.name.in_(bindparam("names", expanding=True)))
+)
+INSERT_RUN = insert(RUNS)
+INSERT_STEPS = insert(STEPS)
+
+
 def create_run(*, session: Session, workflow: str, input: dict[str, Any]) -> CreatedRun:
     """Create a run of the current version of `workflow` (an id or a name)."""
-    found = session.execute(
-        select(WORKFLOWS.c.id, VERSIONS.c.id.label("version_id"), VERSIONS.c.definition)
-        .select_from(
-            WORKFLOWS.join(
-                VERSIONS,
-                (VERSIONS.c.workflow_id == WORKFLOWS.c.id)
-                & (VERSIONS.c.version == WORKFLOWS.c.current_version),
-            )
-        )
-        .where(or_(WORKFLOWS.c.id == workflow, WORKFLOWS.c.name == workflow))
-        .limit(1)
-    ).first()
+    found = session.execute(WORKFLOW_WITH_CURRENT_VERSION, {"ref": workflow}).first()
     if found is None:
         raise RunRejected(f"no workflow with id or name '{workflow}'", field="workflow")
     steps_spec: list[dict[str, Any]] = found.definition["steps"]
-    agents = {
-        row.name: row
-        for row in session.execute(
-            select(AGENTS, KEYS.c.provider)
-            .select_from(AGENTS.join(KEYS, AGENTS.c.key_id == KEYS.c.id))
-            .where(AGENTS.c.name.in_({step["agent"] for step in steps_spec}))
-        )
-    }
+    names = sorted({step["agent"] for step in steps_spec})
+    agents = {row.name: row for row in session.execute(AGENTS_BY_NAME, {"names": names})}
     for step in steps_spec:
         if step["agent"] not in agents:
             raise RunRejected(
@@ -88,19 +92,20 @@ def create_run(*, session: Session, workflow: str, input: dict[str, Any]) -> Cre
     now = utcnow()
     run_id = new_id()
     session.execute(
-        insert(RUNS).values(
-            id=run_id,
-            workflow_id=found.id,
-            workflow_version_id=found.version_id,
-            status=RunStatus.queued,
-            input=input,
-            created_at=now,
-            input_tokens=0,
-            output_tokens=0,
-            cached_tokens=0,
-            cost_nanos=0,
-            cost_incomplete=False,
-        )
+        INSERT_RUN,
+        {
+            "id": run_id,
+            "workflow_id": found.id,
+            "workflow_version_id": found.version_id,
+            "status": RunStatus.queued,
+            "input": input,
+            "created_at": now,
+            "input_tokens": 0,
+            "output_tokens": 0,
+            "cached_tokens": 0,
+            "cost_nanos": 0,
+            "cost_incomplete": False,
+        },
     )
     rows: list[dict[str, Any]] = []
     for position, step in enumerate(steps_spec):
@@ -127,6 +132,6 @@ def create_run(*, session: Session, workflow: str, input: dict[str, Any]) -> Cre
                 "attempt_log": [],
             }
         )
-    session.execute(insert(STEPS), rows)
+    session.execute(INSERT_STEPS, rows)
     ready = [row["id"] for row in rows if row["status"] == StepStatus.queued]
     return CreatedRun(run_id=run_id, status=RunStatus.queued, ready_step_ids=ready)
