@@ -2,14 +2,24 @@
 
 Used by the API (and later the scheduler); the caller enqueues the returned step ids
 after the commit. This is the submission hot path: three statements and one bulk insert.
+
+Idempotency keys are global to the installation, not scoped per API token: every token
+sees every run, so scoping would isolate nothing, and a client that rotates its token
+between two retries must still get its first run back. The unique index on
+`runs.idempotency_key` is what makes this hold when two submissions race; the request
+hash turns a key reused for a different request into an error instead of a wrong run.
+A key stays bound to its run for as long as the run exists.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
 from typing import Any, cast
 
 from sqlalchemy import Table, bindparam, insert, or_, select
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
 from shared.models import (
@@ -42,11 +52,24 @@ class RunRejected(ValueError):
         self.step = step
 
 
+class IdempotencyKeyReused(ValueError):
+    """The Idempotency-Key already belongs to a run made from a different request."""
+
+    def __init__(self, *, run_id: str) -> None:
+        super().__init__(
+            f"this Idempotency-Key was already used for a different request (run '{run_id}'); "
+            "send a new key for a new request"
+        )
+        self.run_id = run_id
+
+
 @dataclass(frozen=True, slots=True)
 class CreatedRun:
     run_id: str
     status: str
     ready_step_ids: list[str]
+    # True when an Idempotency-Key returned an existing run: nothing was created.
+    replayed: bool = False
 
 
 AGENT_SETTINGS = ("system_prompt", "temperature", "max_tokens", "timeout_seconds", "max_attempts")
@@ -71,10 +94,47 @@ AGENTS_BY_NAME = (
 )
 INSERT_RUN = insert(RUNS)
 INSERT_STEPS = insert(STEPS)
+RUN_FOR_KEY = select(RUNS.c.id, RUNS.c.status, RUNS.c.request_hash).where(
+    RUNS.c.idempotency_key == bindparam("key")
+)
 
 
-def create_run(*, session: Session, workflow: str, input: dict[str, Any]) -> CreatedRun:
-    """Create a run of the current version of `workflow` (an id or a name)."""
+def request_hash(*, workflow: str, input: dict[str, Any]) -> str:
+    """SHA-256 of the request as sent (the workflow as named, not as resolved)."""
+    canonical = json.dumps(
+        {"workflow": workflow, "input": input}, sort_keys=True, separators=(",", ":")
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _run_for_key(session: Session, idempotency_key: str, expected_hash: str) -> CreatedRun | None:
+    row = session.execute(RUN_FOR_KEY, {"key": idempotency_key}).first()
+    if row is None:
+        return None
+    if row.request_hash != expected_hash:
+        raise IdempotencyKeyReused(run_id=row.id)
+    return CreatedRun(run_id=row.id, status=row.status, ready_step_ids=[], replayed=True)
+
+
+def create_run(
+    *,
+    session: Session,
+    workflow: str,
+    input: dict[str, Any],
+    idempotency_key: str | None = None,
+) -> CreatedRun:
+    """Create a run of the current version of `workflow` (an id or a name).
+
+    With an `idempotency_key` already used for the same request, return that run
+    (`replayed`) and create nothing; used for another request, raise
+    `IdempotencyKeyReused`.
+    """
+    fingerprint = None
+    if idempotency_key is not None:
+        fingerprint = request_hash(workflow=workflow, input=input)
+        existing = _run_for_key(session, idempotency_key, fingerprint)
+        if existing is not None:
+            return existing
     found = session.execute(WORKFLOW_WITH_CURRENT_VERSION, {"ref": workflow}).first()
     if found is None:
         raise RunRejected(f"no workflow with id or name '{workflow}'", field="workflow")
@@ -91,22 +151,35 @@ def create_run(*, session: Session, workflow: str, input: dict[str, Any]) -> Cre
 
     now = utcnow()
     run_id = new_id()
-    session.execute(
-        INSERT_RUN,
-        {
-            "id": run_id,
-            "workflow_id": found.id,
-            "workflow_version_id": found.version_id,
-            "status": RunStatus.queued,
-            "input": input,
-            "created_at": now,
-            "input_tokens": 0,
-            "output_tokens": 0,
-            "cached_tokens": 0,
-            "cost_nanos": 0,
-            "cost_incomplete": False,
-        },
-    )
+    run_row = {
+        "id": run_id,
+        "workflow_id": found.id,
+        "workflow_version_id": found.version_id,
+        "status": RunStatus.queued,
+        "input": input,
+        "created_at": now,
+        "input_tokens": 0,
+        "output_tokens": 0,
+        "cached_tokens": 0,
+        "cost_nanos": 0,
+        "cost_incomplete": False,
+        "idempotency_key": idempotency_key,
+        "request_hash": fingerprint,
+    }
+    if idempotency_key is None or fingerprint is None:
+        session.execute(INSERT_RUN, run_row)
+    else:
+        # A concurrent submission with the same key may have inserted since the lookup
+        # above: the unique index refuses this row (on PostgreSQL, once the other
+        # transaction commits), the savepoint undoes it, and that run is the answer.
+        try:
+            with session.begin_nested():
+                session.execute(INSERT_RUN, run_row)
+        except IntegrityError:
+            existing = _run_for_key(session, idempotency_key, fingerprint)
+            if existing is None:
+                raise
+            return existing
     rows: list[dict[str, Any]] = []
     for position, step in enumerate(steps_spec):
         agent = agents[step["agent"]]

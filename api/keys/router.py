@@ -5,7 +5,14 @@ from fastapi import APIRouter, status
 from api.deps import CurrentToken, ReadSessionDep, SessionDep
 from api.errors import BadGateway
 from api.keys import service
-from api.keys.schemas import KeyCreate, KeyList, KeyPublic, KeyTestResult, ModelList
+from api.keys.schemas import (
+    KeyCreate,
+    KeyList,
+    KeyPublic,
+    KeyTestResult,
+    KeyUpdate,
+    ModelList,
+)
 from shared.providers import ProviderError
 
 router = APIRouter(prefix="/keys", tags=["keys"])
@@ -27,6 +34,14 @@ def list_keys(session: ReadSessionDep, _: CurrentToken) -> KeyList:
 @router.get("/{key_id}", response_model=KeyPublic)
 def get_key(key_id: str, session: ReadSessionDep, _: CurrentToken) -> KeyPublic:
     key = service.get_key(session=session, key_id=key_id)
+    return KeyPublic.model_validate(key, from_attributes=True)
+
+
+@router.patch("/{key_id}", response_model=KeyPublic)
+def update_key(key_id: str, body: KeyUpdate, session: SessionDep, _: CurrentToken) -> KeyPublic:
+    """Rename, move, or set or clear (null) the key's rpm/tpm limits. The secret cannot
+    be changed here: create a new key for a new secret."""
+    key = service.update_key(session=session, key_id=key_id, body=body)
     return KeyPublic.model_validate(key, from_attributes=True)
 
 

@@ -25,6 +25,20 @@ def check_base_url(value: str | None) -> str | None:
     return value.rstrip("/")
 
 
+# Far above any provider's published limit, and inside a 32-bit integer column.
+MAX_LIMIT = 1_000_000_000
+RPM_DESCRIPTION = "requests per minute across all workers; null for no limit"
+TPM_DESCRIPTION = "tokens per minute across all workers; null for no limit"
+
+
+def check_name(value: str) -> str:
+    if not value.strip():
+        raise ValueError("name must not be blank")
+    if "\x00" in value:
+        raise ValueError("name must not contain NUL (\\u0000) characters")
+    return value.strip()
+
+
 class KeyCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -32,15 +46,11 @@ class KeyCreate(BaseModel):
     name: str = Field(min_length=1, max_length=100)
     api_key: SecretStr | None = Field(default=None, max_length=4096)
     base_url: str | None = Field(default=None, max_length=500)
+    rpm: int | None = Field(default=None, ge=1, le=MAX_LIMIT, description=RPM_DESCRIPTION)
+    tpm: int | None = Field(default=None, ge=1, le=MAX_LIMIT, description=TPM_DESCRIPTION)
 
     _base_url = field_validator("base_url")(check_base_url)
-
-    @field_validator("name")
-    @classmethod
-    def _strip_name(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("name must not be blank")
-        return value.strip()
+    _name = field_validator("name")(check_name)
 
     @model_validator(mode="after")
     def _provider_needs(self) -> KeyCreate:
@@ -57,6 +67,40 @@ class KeyCreate(BaseModel):
         return url
 
 
+class KeyUpdate(BaseModel):
+    """PATCH: only the fields sent change; null clears a limit. The secret is not here on
+    purpose: a new secret is a new key (create it, move the agents, delete the old one),
+    so a run never switches secret halfway."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(default=None, min_length=1, max_length=100)
+    base_url: str | None = Field(default=None, max_length=500)
+    rpm: int | None = Field(default=None, ge=1, le=MAX_LIMIT, description=RPM_DESCRIPTION)
+    tpm: int | None = Field(default=None, ge=1, le=MAX_LIMIT, description=TPM_DESCRIPTION)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_secret(cls, data: object) -> object:
+        if isinstance(data, dict) and "api_key" in data:
+            raise ValueError(
+                "api_key cannot be changed: create a new key with the new secret, "
+                "move the agents to it, then delete this one"
+            )
+        return data
+
+    @field_validator("name", "base_url", mode="before")
+    @classmethod
+    def _not_null(cls, value: object) -> object:
+        # Only an explicit null reaches here (defaults are not validated).
+        if value is None:
+            raise ValueError("may be left out but not set to null")
+        return value
+
+    _base_url = field_validator("base_url")(check_base_url)
+    _name = field_validator("name")(check_name)
+
+
 class KeyPublic(BaseModel):
     """What the API shows of a key: never the secret, only its last four characters."""
 
@@ -65,6 +109,8 @@ class KeyPublic(BaseModel):
     name: str
     base_url: str
     key_hint: str
+    rpm: int | None
+    tpm: int | None
     created_at: datetime
 
 

@@ -7,7 +7,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from api.errors import Conflict, NotFound
-from api.keys.schemas import KeyCreate
+from api.keys.schemas import KeyCreate, KeyUpdate
 from shared.crypto import key_hint
 from shared.db import read_session
 from shared.keystore import get_secret_box
@@ -27,6 +27,8 @@ def create_key(*, session: Session, body: KeyCreate) -> ProviderKey:
         base_url=body.resolved_base_url(),
         secret_ciphertext=get_secret_box().encrypt(secret) if secret else None,
         key_hint=key_hint(secret) if secret else "",
+        rpm=body.rpm,
+        tpm=body.tpm,
     )
     session.add(key)
     try:
@@ -54,6 +56,26 @@ def load_key(key_id: str) -> ProviderKey:
 
 def list_keys(*, session: Session) -> list[ProviderKey]:
     return list(session.exec(select(ProviderKey).order_by(ProviderKey.name)).all())
+
+
+def update_key(*, session: Session, key_id: str, body: KeyUpdate) -> ProviderKey:
+    """Change what was sent; a null limit clears it. Workers read the limits at each
+    step, so a change holds from the next call on."""
+    key = get_key(session=session, key_id=key_id)
+    changes = body.model_dump(exclude_unset=True)
+    new_name = changes.get("name")
+    if new_name is not None and new_name != key.name:
+        taken = session.exec(select(ProviderKey.id).where(ProviderKey.name == new_name)).first()
+        if taken:
+            raise Conflict(f"a key named '{new_name}' already exists")
+    for field, value in changes.items():
+        setattr(key, field, value)
+    session.add(key)
+    try:
+        session.flush()
+    except IntegrityError as exc:
+        raise Conflict(f"a key named '{new_name}' already exists") from exc
+    return key
 
 
 def delete_key(*, session: Session, key_id: str) -> None:

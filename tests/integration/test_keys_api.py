@@ -23,7 +23,7 @@ DEFAULT_BASE_URLS = {
     "ollama": "http://localhost:11434",
     "lmstudio": "http://localhost:1234/v1",
 }
-KEY_FIELDS = {"id", "provider", "name", "base_url", "key_hint", "created_at"}
+KEY_FIELDS = {"id", "provider", "name", "base_url", "key_hint", "rpm", "tpm", "created_at"}
 GOOD_KEY = "good-key-1"
 WRONG_KEY = "sk-wrong-secret-key-5150"
 
@@ -169,6 +169,80 @@ def test_list_get_and_delete_a_key(stack: Stack) -> None:
         assert r.status_code == 204 and r.content == b""
         assert api.get(f"/keys/{created['id']}").status_code == 404
         assert api.delete(f"/keys/{created['id']}").status_code == 404
+        assert key_count(api) == before
+
+
+# --- limits and PATCH ---------------------------------------------------------------------
+
+
+def test_limits_are_set_at_creation_changed_and_cleared_by_patch(stack: Stack) -> None:
+    with stack.client() as api:
+        created = api.post(
+            "/keys", json={"provider": "ollama", "name": f"lim-{tag()}", "rpm": 60, "tpm": 9000}
+        )
+        assert created.status_code == 201, created.text
+        key = created.json()
+        assert (key["rpm"], key["tpm"]) == (60, 9000)
+        plain = api.post("/keys", json={"provider": "ollama", "name": f"nolim-{tag()}"}).json()
+        assert (plain["rpm"], plain["tpm"]) == (None, None)
+
+        new_name = f"renamed-{tag()}"
+        r = api.patch(f"/keys/{key['id']}", json={"rpm": 30, "name": new_name})
+        assert r.status_code == 200, r.text
+        assert (r.json()["rpm"], r.json()["tpm"], r.json()["name"]) == (30, 9000, new_name)
+        r = api.patch(
+            f"/keys/{key['id']}", json={"tpm": None, "base_url": "http://models.internal:8000/"}
+        )
+        assert r.status_code == 200, r.text
+        updated = api.get(f"/keys/{key['id']}").json()
+        assert (updated["rpm"], updated["tpm"]) == (30, None)
+        assert updated["base_url"] == "http://models.internal:8000"
+        assert updated["key_hint"] == key["key_hint"] and updated["created_at"] == key["created_at"]
+        assert api.patch(f"/keys/{key['id']}", json={}).json() == updated
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"rpm": 0}, "rpm"),
+        ({"tpm": -5}, "tpm"),
+        ({"rpm": "many"}, "rpm"),
+        ({"name": None}, "name"),
+        ({"name": "  "}, "name"),
+        ({"base_url": "ftp://x"}, "base_url"),
+        ({"provider": "openai"}, "provider"),
+        ({"api_key": "sk-new-secret-123456"}, "api_key"),
+    ],
+)
+def test_a_bad_patch_is_422_naming_the_field_and_changes_nothing(
+    stack: Stack, body: dict[str, Any], field: str
+) -> None:
+    with stack.client() as api:
+        key = api.post(
+            "/keys", json={"provider": "ollama", "name": f"bad-{tag()}", "rpm": 10}
+        ).json()
+        r = api.patch(f"/keys/{key['id']}", json=body)
+        assert r.status_code == 422, r.text
+        assert field in r.text
+        assert "sk-new-secret-123456" not in r.text
+        assert api.get(f"/keys/{key['id']}").json() == key
+
+
+def test_patch_refuses_a_taken_name_and_an_unknown_key(stack: Stack) -> None:
+    with stack.client() as api:
+        first = api.post("/keys", json={"provider": "ollama", "name": f"a-{tag()}"}).json()
+        second = api.post("/keys", json={"provider": "ollama", "name": f"b-{tag()}"}).json()
+        r = api.patch(f"/keys/{second['id']}", json={"name": first["name"]})
+        assert r.status_code == 409 and first["name"] in r.text
+        assert api.patch(f"/keys/{second['id']}", json={"name": second["name"]}).status_code == 200
+        assert api.patch(f"/keys/{uuid.uuid4().hex}", json={"rpm": 5}).status_code == 404
+
+
+def test_limits_at_creation_are_validated(stack: Stack) -> None:
+    with stack.client() as api:
+        before = key_count(api)
+        r = api.post("/keys", json={"provider": "ollama", "name": f"z-{tag()}", "rpm": 0})
+        assert r.status_code == 422 and "rpm" in r.text
         assert key_count(api) == before
 
 
