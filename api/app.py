@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import json
+from urllib.parse import unquote_to_bytes
+
 from fastapi import APIRouter, FastAPI
 from sqlalchemy import text
+from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.agents.router import router as agents_router
@@ -40,7 +44,7 @@ class BodySizeLimit:
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.max_bytes:
-                    raise _BodyTooLarge
+                    raise _BodyTooLarge(self.max_bytes)
             return message
 
         try:
@@ -49,16 +53,28 @@ class BodySizeLimit:
             await _too_large(send, self.max_bytes)
 
 
-class _BodyTooLarge(Exception):
-    pass
+class _BodyTooLarge(HTTPException):
+    """An HTTPException, so that FastAPI, which turns any other error met while reading a
+    body into "400 There was an error parsing the body", lets it through to the 413."""
+
+    def __init__(self, max_bytes: int) -> None:
+        super().__init__(413, _too_large_message(max_bytes))
+
+
+def _too_large_message(max_bytes: int) -> str:
+    return f"request body is larger than {max_bytes} bytes"
 
 
 async def _too_large(send: Send, max_bytes: int) -> None:
-    body = f'{{"detail":"request body is larger than {max_bytes} bytes"}}'.encode()
+    await _send_json(send, 413, _too_large_message(max_bytes))
+
+
+async def _send_json(send: Send, status: int, message: str) -> None:
+    body = json.dumps({"detail": message}).encode()
     await send(
         {
             "type": "http.response.start",
-            "status": 413,
+            "status": status,
             "headers": [
                 (b"content-type", b"application/json"),
                 (b"content-length", str(len(body)).encode()),
@@ -66,6 +82,22 @@ async def _too_large(send: Send, max_bytes: int) -> None:
         }
     )
     await send({"type": "http.response.body", "body": body})
+
+
+class RefuseNulInUrl:
+    """Answer 400 to a URL whose path or query holds a NUL character (`%00`): no id or name
+    contains one, and PostgreSQL refuses it in any text parameter, which would be a 500."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and (
+            "\x00" in scope["path"] or b"\x00" in unquote_to_bytes(scope["query_string"])
+        ):
+            await _send_json(send, 400, "the URL must not contain NUL (%00) characters")
+            return
+        await self.app(scope, receive, send)
 
 
 def create_app() -> FastAPI:
@@ -88,4 +120,5 @@ def create_app() -> FastAPI:
         return {"status": "ok"}
 
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RefuseNulInUrl)
     return app

@@ -11,6 +11,7 @@ from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = logging.getLogger("ownkey.api")
@@ -70,10 +71,46 @@ async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": jsonable_encoder(errors)}, status_code=422)
 
 
+# FastAPI answers any failure to decode a JSON body other than a syntax error with this
+# one sentence; the cause says what was actually wrong.
+_FASTAPI_BODY_ERROR = "There was an error parsing the body"
+
+
+def _body_error_message(cause: BaseException | None) -> str:
+    if isinstance(cause, UnicodeDecodeError):
+        return "the body is not UTF-8 text"
+    if isinstance(cause, RecursionError):
+        return "the body is nested too deeply"
+    if isinstance(cause, ValueError) and "digits" in str(cause):
+        return "the body holds an integer with too many digits"
+    return "the body is not valid JSON"
+
+
 async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
+    detail = exc.detail
+    if exc.status_code == 400 and detail == _FASTAPI_BODY_ERROR:
+        detail = _body_error_message(exc.__cause__)
     return JSONResponse(
-        {"detail": exc.detail}, status_code=exc.status_code, headers=getattr(exc, "headers", None)
+        {"detail": detail}, status_code=exc.status_code, headers=getattr(exc, "headers", None)
+    )
+
+
+async def _unstorable(request: Request, exc: Exception) -> JSONResponse:
+    """A value that passed validation but that the database cannot store (a NUL character
+    for PostgreSQL, an integer wider than 64 bits): the client's error, not a 500. Each
+    schema should refuse such values itself and name the field; this is the safety net."""
+    log.warning(
+        "unstorable value on %s %s: %s", request.method, request.url.path, type(exc).__name__
+    )
+    message = (
+        "text must not contain NUL (\\u0000) characters"
+        if "NUL" in str(exc)
+        else "a value is out of the range the database can store"
+    )
+    return JSONResponse(
+        {"detail": [{"loc": ["request"], "msg": message, "type": "value_error"}]},
+        status_code=422,
     )
 
 
@@ -92,4 +129,6 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(DataError, _unstorable)
+    app.add_exception_handler(OverflowError, _unstorable)
     app.add_exception_handler(Exception, _unexpected)

@@ -37,10 +37,14 @@ class Settings(BaseSettings):
     worker_queues: str = "ownkey"
 
     step_timeout_seconds: float = Field(default=120.0, gt=0)
-    lease_seconds: int = Field(default=600, ge=10)
+    # A claimed step's lease lasts its call timeout plus this margin. A lease that runs out
+    # means its worker died (or hung): the reconciler hands the step to another worker,
+    # and the late result, if any, is discarded. This is the step's hard time limit.
+    lease_margin_seconds: float = Field(default=30.0, ge=1)
     reconcile_interval_seconds: float = Field(default=30.0, gt=0)
-    # A step queued in SQL this long without being claimed is re-enqueued.
-    requeue_after_seconds: float = Field(default=300.0, gt=0)
+    # A step queued in SQL this long whose message is in no queue of the broker (lost in a
+    # Redis restart, or never sent) is enqueued again.
+    requeue_after_seconds: float = Field(default=30.0, gt=0)
 
     flower_port: int = 5555
     flower_basic_auth: SecretStr = SecretStr("")

@@ -66,10 +66,13 @@ class StepStatus(enum.StrEnum):
     succeeded = "succeeded"
     failed = "failed"
     skipped = "skipped"  # an upstream step failed or the run was cancelled
+    cancelled = "cancelled"  # running when its run was cancelled: usage kept, output discarded
 
 
 FINAL_RUN_STATUSES = frozenset({RunStatus.succeeded, RunStatus.failed, RunStatus.cancelled})
-FINAL_STEP_STATUSES = frozenset({StepStatus.succeeded, StepStatus.failed, StepStatus.skipped})
+FINAL_STEP_STATUSES = frozenset(
+    {StepStatus.succeeded, StepStatus.failed, StepStatus.skipped, StepStatus.cancelled}
+)
 
 
 class ProviderKey(SQLModel, table=True):
@@ -81,6 +84,9 @@ class ProviderKey(SQLModel, table=True):
     base_url: str = Field(max_length=500)
     secret_ciphertext: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     key_hint: str = Field(default="", max_length=8)
+    # Cluster-wide limits enforced by shared.rate_limits; None means no limit of that kind.
+    rpm: int | None = None
+    tpm: int | None = None
     created_at: datetime = Field(
         default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
     )
@@ -137,7 +143,11 @@ class WorkflowVersion(SQLModel, table=True):
 
 class Run(SQLModel, table=True):
     __tablename__ = "runs"
-    __table_args__ = (Index("ix_runs_status_created", "status", "created_at"),)
+    __table_args__ = (
+        Index("ix_runs_status_created", "status", "created_at"),
+        # Two submissions with one Idempotency-Key cannot both insert, even at once.
+        Index("ux_runs_idempotency_key", "idempotency_key", unique=True),
+    )
 
     id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
     workflow_id: str = Field(foreign_key="workflows.id", max_length=32, index=True)
@@ -151,6 +161,9 @@ class Run(SQLModel, table=True):
     cached_tokens: int = 0
     cost_nanos: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, default=0))
     cost_incomplete: bool = False
+    # The client's Idempotency-Key and a SHA-256 of the request it came with.
+    idempotency_key: str | None = Field(default=None, max_length=255)
+    request_hash: str | None = Field(default=None, max_length=64)
     created_at: datetime = Field(
         default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
     )

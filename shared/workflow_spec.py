@@ -15,10 +15,10 @@ import heapq
 import json
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from shared.templates import TemplateSyntaxProblem, check_template
 
@@ -46,20 +46,30 @@ _PATTERN_MESSAGES = {
 }
 
 
+def _refuse_nul(value: str) -> str:
+    # PostgreSQL text cannot hold NUL, and no prompt or name needs one.
+    if "\x00" in value:
+        raise ValueError("must not contain NUL (\\u0000) characters")
+    return value
+
+
+Text = Annotated[str, AfterValidator(_refuse_nul)]
+
+
 class StepSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     id: str = Field(pattern=STEP_ID_PATTERN)
-    agent: str = Field(min_length=1)
-    prompt: str = Field(min_length=1)
-    depends_on: list[str] = Field(default_factory=list)
+    agent: Text = Field(min_length=1)
+    prompt: Text = Field(min_length=1)
+    depends_on: list[Text] = Field(default_factory=list)
 
 
 class WorkflowSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(min_length=1, max_length=100, pattern=WORKFLOW_NAME_PATTERN)
-    description: str | None = None
+    description: Text | None = None
     steps: list[StepSpec]
 
 
@@ -251,6 +261,8 @@ def _load_json(text: str) -> Any:
     except json.JSONDecodeError as exc:
         message = f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"
         raise WorkflowInvalid([SpecError(None, "body", message)]) from None
+    except (ValueError, RecursionError) as exc:
+        raise _unparsable("JSON", exc) from None
 
 
 def _load_yaml(text: str) -> Any:
@@ -262,6 +274,18 @@ def _load_yaml(text: str) -> Any:
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
         message = f"invalid YAML{where}: {problem}"
         raise WorkflowInvalid([SpecError(None, "body", message)]) from None
+    except (ValueError, RecursionError) as exc:
+        raise _unparsable("YAML", exc) from None
+
+
+def _unparsable(kind: str, exc: Exception) -> WorkflowInvalid:
+    """Text that is well-formed but that Python refuses to load: an integer of more than
+    4,300 digits (ValueError), or nesting deeper than the interpreter's recursion limit."""
+    if isinstance(exc, RecursionError):
+        message = f"invalid {kind}: nested too deeply"
+    else:
+        message = f"invalid {kind}: an integer has too many digits"
+    return WorkflowInvalid([SpecError(None, "body", message)])
 
 
 def _spec_errors(exc: ValidationError, data: Mapping[str, Any]) -> list[SpecError]:

@@ -144,6 +144,12 @@ class Stack:
         self.procs.append(proc)
         return proc
 
+    def start_ready_worker(self, name: str, *extra: str) -> Proc:
+        """Start a worker and wait until it consumes (Celery logs "ready.")."""
+        proc = self.start_worker(name, *extra)
+        wait_until(lambda: " ready." in proc.log(), timeout=60, what=f"worker {name}", proc=proc)
+        return proc
+
     def logs(self) -> str:
         return "\n".join(p.log() for p in self.procs)
 

@@ -17,6 +17,15 @@ def enqueue_step(
     get_celery().send_task(STEP_TASK, args=[step_id], queue=queue, countdown=countdown)
 
 
+def enqueue_step_later(step_id: str, *, countdown: float) -> None:
+    """Like enqueue_step, but a broker failure is logged, not raised: the step is
+    queued in SQL and the reconciler sends it once the broker is back."""
+    try:
+        enqueue_step(step_id, countdown=countdown)
+    except Exception as exc:  # kombu raises many types for a broker outage
+        log.warning("could not enqueue step %s: %s", step_id, type(exc).__name__)
+
+
 def enqueue_steps(step_ids: Iterable[str], *, queue: str = DEFAULT_QUEUE) -> int:
     """Enqueue each id; a broker failure is logged, not raised: the steps are queued in
     SQL and the reconciler re-enqueues them once the broker is back."""

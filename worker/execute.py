@@ -1,14 +1,20 @@
 """Executing one step: claim → render → call the provider → record → enqueue successors.
 
 Plain functions that tests call without Celery; `worker.tasks` only unpacks the id.
+Every way a step can end is decided here and written by `worker.lifecycle`: success,
+a retry later (transient provider error), or a failure the user can read (permanent
+provider error, template error, undecryptable key, malformed answer, or a bug).
 """
 
 from __future__ import annotations
 
 import logging
 import socket
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
+
+from sqlalchemy.exc import DBAPIError
 
 from shared.config import get_settings
 from shared.crypto import SecretDecryptError
@@ -17,10 +23,11 @@ from shared.keystore import get_secret_box
 from shared.models import utcnow
 from shared.prices_store import price_lookup
 from shared.pricing import step_cost
-from shared.providers import ChatRequest, Completion, ProviderError, make_provider
+from shared.providers import ChatRequest, Completion, ProviderError, RateLimited, make_provider
 from shared.templates import PromptRenderError, render_prompt
-from worker import lifecycle
-from worker.dispatch import enqueue_step, enqueue_steps
+from worker import lifecycle, limits
+from worker.db_retry import is_transient_db_error, with_db_retry
+from worker.dispatch import enqueue_step_later, enqueue_steps
 from worker.http_clients import thread_client
 from worker.retry_policy import DEFAULT_MAX_ATTEMPTS, DEFAULT_POLICY
 
@@ -29,57 +36,88 @@ HOST = socket.gethostname()
 NANOS_PER_USD = Decimal(1_000_000_000)
 
 
+class StepFailed(Exception):
+    """A failure that ends the step at once, with a message for the user."""
+
+    def __init__(self, message: str, *, kind: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
 def execute_step(step_id: str) -> None:
     settings = get_settings()
     with transaction() as db:
-        claim = lifecycle.claim_step(db, step_id, host=HOST, lease_seconds=settings.lease_seconds)
+        claim = lifecycle.claim_step(
+            db,
+            step_id,
+            host=HOST,
+            default_timeout=settings.step_timeout_seconds,
+            lease_margin=settings.lease_margin_seconds,
+        )
     if claim is None:
         log.debug("step %s not claimable (done, running elsewhere, or not due)", step_id)
         return
     started = utcnow()
+    prompt: str | None = None
     try:
-        prompt = render_prompt(
-            claim.prompt_template, input=claim.run_input, step_outputs=claim.upstream_outputs
-        )
-    except PromptRenderError as exc:
-        entry = _attempt_entry(claim, started, error=f"prompt template: {exc}", kind="template")
-        with transaction() as db:
-            lifecycle.fail_step(
-                db, claim, error=entry["error"], error_kind="template", attempt_entry=entry
-            )
-        return
-
-    try:
-        completion = _call_provider(claim, prompt)
+        prompt = _render(claim)
+        request = _build_request(claim, prompt)
+        wait = limits.wait_for_slot(claim, request)
+        if wait > 0:
+            _wait_for_rate_limit(claim, wait)
+            return
+        completion = _call_provider(claim, request)
+        limits.settle(claim, request, completion)
     except ProviderError as exc:
+        if isinstance(exc, RateLimited):
+            limits.learn(claim, exc)
         _handle_provider_error(claim, exc, started, prompt)
         return
-    except SecretDecryptError:
-        message = (
-            f"the secret of key '{claim.key_name}' cannot be decrypted: this worker's "
-            "OWNKEY_SECRET_KEY differs from the one the key was stored with"
+    except StepFailed as exc:
+        _fail(claim, started, str(exc), kind=exc.kind, prompt=prompt)
+        return
+    except Exception as exc:  # a bug must end the step readably, not wedge it
+        log.exception("step %s: unexpected error", step_id)
+        _fail(
+            claim,
+            started,
+            f"internal error ({type(exc).__name__})",
+            kind="InternalError",
+            prompt=prompt,
         )
-        entry = _attempt_entry(claim, started, error=message, kind="SecretDecryptError")
-        with transaction() as db:
-            lifecycle.fail_step(
-                db, claim, error=message, error_kind="SecretDecryptError", attempt_entry=entry
-            )
         return
 
     result = _result_from(claim, prompt, completion)
     entry = _attempt_entry(claim, started, status_code=200)
-    with transaction() as db:
-        ready = lifecycle.complete_step(db, claim, result, entry)
+
+    def record() -> list[str]:
+        with transaction() as db:
+            return lifecycle.complete_step(db, claim, result, entry)
+
+    try:
+        ready = with_db_retry(record, what=f"recording step {step_id}")
+    except DBAPIError as exc:
+        if is_transient_db_error(exc):
+            raise  # the database stayed away: the lease runs out and the step runs again
+        # The database refused this output (e.g. a character PostgreSQL cannot store).
+        message = f"the provider's answer could not be stored ({type(exc.orig).__name__})"
+        _fail(claim, started, message, kind="StorageError", prompt=None)
+        return
     enqueue_steps(ready)
 
 
-def _call_provider(claim: lifecycle.Claim, prompt: str) -> Completion:
-    secret = get_secret_box().decrypt(claim.secret_ciphertext) if claim.secret_ciphertext else None
-    provider = make_provider(
-        claim.provider, base_url=claim.base_url, api_key=secret, client=thread_client()
-    )
+def _render(claim: lifecycle.Claim) -> str:
+    try:
+        return render_prompt(
+            claim.prompt_template, input=claim.run_input, step_outputs=claim.upstream_outputs
+        )
+    except PromptRenderError as exc:
+        raise StepFailed(f"prompt template: {exc}", kind="TemplateError") from exc
+
+
+def _build_request(claim: lifecycle.Claim, prompt: str) -> ChatRequest:
     config = claim.agent_config
-    request = ChatRequest(
+    return ChatRequest(
         model=claim.model,
         prompt=prompt,
         system=config.get("system_prompt"),
@@ -87,7 +125,37 @@ def _call_provider(claim: lifecycle.Claim, prompt: str) -> Completion:
         max_tokens=config.get("max_tokens"),
         timeout=config.get("timeout_seconds") or get_settings().step_timeout_seconds,
     )
+
+
+def _call_provider(claim: lifecycle.Claim, request: ChatRequest) -> Completion:
+    try:
+        secret = (
+            get_secret_box().decrypt(claim.secret_ciphertext) if claim.secret_ciphertext else None
+        )
+    except SecretDecryptError:
+        raise StepFailed(
+            f"the secret of key '{claim.key_name}' cannot be decrypted: this worker's "
+            "OWNKEY_SECRET_KEY differs from the one the key was stored with",
+            kind="SecretDecryptError",
+        ) from None
+    provider = make_provider(
+        claim.provider, base_url=claim.base_url, api_key=secret, client=thread_client()
+    )
     return provider.complete(request)
+
+
+def _wait_for_rate_limit(claim: lifecycle.Claim, wait: float) -> None:
+    """No room in the key's limits: hand the step back without spending an attempt,
+    and free this worker slot until the room returns."""
+
+    def record() -> bool:
+        with transaction() as db:
+            return lifecycle.retry_step_later(
+                db, claim, delay_seconds=wait, attempt_entry=None, count_attempt=False
+            )
+
+    if with_db_retry(record, what=f"deferring step {claim.step_id}"):
+        enqueue_step_later(claim.step_id, countdown=wait)
 
 
 def _result_from(
@@ -115,39 +183,66 @@ def _result_from(
     )
 
 
+def _fail(
+    claim: lifecycle.Claim,
+    started: datetime,
+    message: str,
+    *,
+    kind: str,
+    prompt: str | None,
+    status_code: int | None = None,
+    detail: str | None = None,
+) -> None:
+    entry = _attempt_entry(
+        claim, started, status_code=status_code, error=detail or message, kind=kind
+    )
+
+    def record() -> None:
+        with transaction() as db:
+            lifecycle.fail_step(
+                db, claim, error=message, error_kind=kind, attempt_entry=entry, prompt=prompt
+            )
+
+    with_db_retry(record, what=f"recording the failure of step {claim.step_id}")
+
+
 def _handle_provider_error(
-    claim: lifecycle.Claim, exc: ProviderError, started: Any, prompt: str
+    claim: lifecycle.Claim, exc: ProviderError, started: datetime, prompt: str | None
 ) -> None:
     max_attempts = int(claim.agent_config.get("max_attempts") or DEFAULT_MAX_ATTEMPTS)
     delay = DEFAULT_POLICY.delay_for(exc, attempt=claim.attempt, max_attempts=max_attempts)
     kind = type(exc).__name__
     if delay is None:
+        gave_up = " (retries exhausted)" if exc.retryable else ""
         message = (
-            f"{exc} (key '{claim.key_name}', provider {claim.provider}, model {claim.model}"
-            f", attempt {claim.attempt} of {max_attempts})"
+            f"{exc}{gave_up} (key '{claim.key_name}', provider {claim.provider}, "
+            f"model {claim.model}, attempt {claim.attempt} of {max_attempts})"
         )
-        entry = _attempt_entry(
-            claim, started, status_code=exc.status_code, error=str(exc), kind=kind
+        _fail(
+            claim,
+            started,
+            message,
+            kind=kind,
+            prompt=prompt,
+            status_code=exc.status_code,
+            detail=str(exc),
         )
-        with transaction() as db:
-            lifecycle.fail_step(
-                db, claim, error=message, error_kind=kind, attempt_entry=entry, prompt=prompt
-            )
         return
     entry = _attempt_entry(
         claim, started, status_code=exc.status_code, error=str(exc), kind=kind, wait=delay
     )
-    with transaction() as db:
-        handed_back = lifecycle.retry_step_later(
-            db, claim, delay_seconds=delay, attempt_entry=entry
-        )
-    if handed_back:
-        enqueue_step(claim.step_id, countdown=delay)
+
+    def record() -> bool:
+        with transaction() as db:
+            return lifecycle.retry_step_later(db, claim, delay_seconds=delay, attempt_entry=entry)
+
+    if with_db_retry(record, what=f"scheduling a retry of step {claim.step_id}"):
+        enqueue_step_later(claim.step_id, countdown=delay)
 
 
 def _attempt_entry(
     claim: lifecycle.Claim,
-    started: Any,
+    started: datetime,
     *,
     status_code: int | None = None,
     error: str | None = None,

@@ -72,7 +72,15 @@ CLAIM = (
     )
 )
 RUN_AND_KEY = (
-    select(RUNS.c.input, RUNS.c.status, KEYS.c.name, KEYS.c.base_url, KEYS.c.secret_ciphertext)
+    select(
+        RUNS.c.input,
+        RUNS.c.status,
+        KEYS.c.name,
+        KEYS.c.base_url,
+        KEYS.c.secret_ciphertext,
+        KEYS.c.rpm,
+        KEYS.c.tpm,
+    )
     .select_from(RUNS.join(KEYS, true()))
     .where(RUNS.c.id == bindparam("run_id"), KEYS.c.id == bindparam("key_id"))
 )
@@ -152,7 +160,10 @@ class Claim:
     attempt: int
     provider: str
     model: str
+    key_id: str
     key_name: str
+    key_rpm: int | None
+    key_tpm: int | None
     base_url: str
     secret_ciphertext: str | None
     prompt_template: str
@@ -176,9 +187,15 @@ class StepResult:
     latency_ms: int
 
 
-def claim_step(db: Connection, step_id: str, *, host: str, lease_seconds: float) -> Claim | None:
-    """Take the step if it is due and nobody holds a live lease on it; else None."""
+def claim_step(
+    db: Connection, step_id: str, *, host: str, default_timeout: float, lease_margin: float
+) -> Claim | None:
+    """Take the step if it is due and nobody holds a live lease on it; else None.
+
+    The lease lasts the step's call timeout plus `lease_margin`: past that, the worker
+    is taken for dead and the reconciler hands the step to another one."""
     now = utcnow()
+    lease_seconds = default_timeout + lease_margin
     token = uuid.uuid4().hex
     step = db.execute(
         CLAIM,
@@ -192,6 +209,13 @@ def claim_step(db: Connection, step_id: str, *, host: str, lease_seconds: float)
     ).first()
     if step is None:
         return None
+    timeout = step.agent_config.get("timeout_seconds") or default_timeout
+    if timeout != default_timeout:
+        db.execute(
+            update(STEPS)
+            .where(STEPS.c.id == step_id)
+            .values(lease_expires_at=now + timedelta(seconds=timeout + lease_margin))
+        )
     run = db.execute(RUN_AND_KEY, {"run_id": step.run_id, "key_id": step.key_id}).one()
     if run.status == RunStatus.queued:
         db.execute(MARK_RUN_RUNNING, {"run_id": step.run_id, "now": now})
@@ -204,7 +228,10 @@ def claim_step(db: Connection, step_id: str, *, host: str, lease_seconds: float)
         attempt=step.attempts,
         provider=step.provider,
         model=step.model,
+        key_id=step.key_id,
         key_name=run.name,
+        key_rpm=run.rpm,
+        key_tpm=run.tpm,
         base_url=run.base_url,
         secret_ciphertext=run.secret_ciphertext,
         prompt_template=step.prompt_template,
@@ -271,7 +298,14 @@ def complete_step(
             "cost_unknown": result.cost_nanos is None,
         },
     ).scalar_one()
-    return _advance_run(db, claim.run_id, run_status, now)
+    if run_status == RunStatus.cancelled:
+        # The call was made and paid: keep its usage and cost, discard its output.
+        db.execute(
+            update(STEPS)
+            .where(STEPS.c.id == claim.step_id)
+            .values(status=StepStatus.cancelled, output=None)
+        )
+    return advance_run(db, claim.run_id, run_status, now)
 
 
 def fail_step(
@@ -311,7 +345,34 @@ def fail_step(
         )
         status = RunStatus.failed
     skip_waiting_steps(db, claim.run_id, now)
-    _advance_run(db, claim.run_id, status, now)
+    advance_run(db, claim.run_id, status, now)
+
+
+class RunAlreadyFinished(Exception):
+    def __init__(self, status: str) -> None:
+        super().__init__(f"the run already ended ({status})")
+        self.status = status
+
+
+def cancel_run(db: Connection, run_id: str) -> str:
+    """Cancel a run: waiting steps are skipped and never call a provider; a step that is
+    running finishes its call, but its output is discarded. Returns the run's status."""
+    status = db.execute(
+        select(RUNS.c.status).where(RUNS.c.id == run_id).with_for_update()
+    ).scalar_one_or_none()
+    if status is None:
+        raise LookupError(run_id)
+    if status not in LIVE_RUN_STATUSES:
+        raise RunAlreadyFinished(status)
+    now = utcnow()
+    db.execute(
+        update(RUNS)
+        .where(RUNS.c.id == run_id)
+        .values(status=RunStatus.cancelled, error="cancelled by request")
+    )
+    skip_waiting_steps(db, run_id, now)
+    advance_run(db, run_id, RunStatus.cancelled, now)
+    return RunStatus.cancelled
 
 
 def skip_waiting_steps(db: Connection, run_id: str, now: datetime) -> None:
@@ -326,21 +387,39 @@ def skip_waiting_steps(db: Connection, run_id: str, now: datetime) -> None:
 
 
 def retry_step_later(
-    db: Connection, claim: Claim, *, delay_seconds: float, attempt_entry: dict[str, Any]
+    db: Connection,
+    claim: Claim,
+    *,
+    delay_seconds: float,
+    attempt_entry: dict[str, Any] | None,
+    count_attempt: bool = True,
 ) -> bool:
-    """Hand the step back as queued, due after the delay; the caller enqueues it."""
+    """Hand the step back as queued, due after the delay; True if the caller should
+    enqueue it. A wait that is not an attempt (a rate-limit slot) does not count one.
+    A step of a run that ended meanwhile (cancelled, failed) is skipped instead."""
     now = utcnow()
-    return _finish_held_step(
-        db,
-        claim,
-        status=StepStatus.queued,
-        queued_at=now,
-        not_before=now + timedelta(seconds=delay_seconds),
-        attempt_log=[*claim.attempt_log, attempt_entry],
-    )
+    values: dict[str, Any] = {
+        "status": StepStatus.queued,
+        "queued_at": now,
+        "not_before": now + timedelta(seconds=delay_seconds),
+    }
+    if attempt_entry is not None:
+        values["attempt_log"] = [*claim.attempt_log, attempt_entry]
+    if not count_attempt:
+        values["attempts"] = STEPS.c.attempts - 1
+    if not _finish_held_step(db, claim, **values):
+        return False
+    status = db.execute(
+        select(RUNS.c.status).where(RUNS.c.id == claim.run_id).with_for_update()
+    ).scalar_one()
+    if status in LIVE_RUN_STATUSES:
+        return True
+    skip_waiting_steps(db, claim.run_id, now)
+    advance_run(db, claim.run_id, status, now)
+    return False
 
 
-def _advance_run(db: Connection, run_id: str, run_status: str, now: datetime) -> list[str]:
+def advance_run(db: Connection, run_id: str, run_status: str, now: datetime) -> list[str]:
     """Queue the steps whose dependencies have all succeeded; close a run whose every
     step is final. The caller holds the run's row lock."""
     steps = db.execute(RUN_STEPS, {"run_id": run_id}).all()

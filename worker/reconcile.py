@@ -1,10 +1,16 @@
-"""The reconciler: a beat task that re-enqueues steps the broker lost.
+"""The reconciler: a beat task that makes sure no run is stranded.
 
-A step is stranded when it has been queued in SQL for longer than
-`requeue_after_seconds` (its message vanished, e.g. a Redis restart without
-persistence, or the enqueue after commit failed), or when it is running under a lease
-that expired (its worker died). Re-enqueueing is always safe: the claim is a
-conditional update, so a duplicate message finds nothing to do.
+- A step queued in SQL for longer than `requeue_after_seconds` whose message is in no
+  broker queue (lost in a Redis restart without persistence, or never sent because the
+  broker was down after the commit) is enqueued again.
+- A step running under an expired lease (its worker died, or hung past its timeout) is
+  enqueued again; the claim takes it over and a late result from the old worker is
+  discarded.
+- A run whose every step is final but which is still open (a crash between writes) is
+  closed.
+
+Re-enqueueing is always safe: the claim is a conditional update, so a duplicate message
+finds nothing to do.
 """
 
 from __future__ import annotations
@@ -12,46 +18,89 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
-from sqlalchemy import and_, or_
-from sqlmodel import col, select
+import redis
+from sqlalchemy import and_, exists, or_, select
 
 from shared.config import get_settings
-from shared.db import read_session
-from shared.models import StepRun, StepStatus, utcnow
+from shared.db import read_session, transaction
+from shared.models import FINAL_STEP_STATUSES, RunStatus, StepStatus, utcnow
+from worker import lifecycle
+from worker.broker_scan import step_ids_in_broker
+from worker.celery_app import DEFAULT_QUEUE
 from worker.dispatch import enqueue_steps
 
 log = logging.getLogger(__name__)
-BATCH = 1000
+BATCH = 5000
 
 
-def stranded_step_ids(*, requeue_after_seconds: float) -> list[str]:
+def stale_queued_and_expired_steps(*, requeue_after_seconds: float) -> tuple[list[str], list[str]]:
     now = utcnow()
     stale = now - timedelta(seconds=requeue_after_seconds)
+    steps = lifecycle.STEPS
     with read_session() as session:
-        return list(
-            session.exec(
-                select(StepRun.id)
+        queued = session.execute(
+            select(steps.c.id)
+            .where(
+                steps.c.status == StepStatus.queued,
+                steps.c.queued_at < stale,
+                or_(steps.c.not_before.is_(None), steps.c.not_before < stale),
+            )
+            .limit(BATCH)
+        ).scalars()
+        queued_ids = list(queued)
+        expired = session.execute(
+            select(steps.c.id)
+            .where(steps.c.status == StepStatus.running, steps.c.lease_expires_at < now)
+            .limit(BATCH)
+        ).scalars()
+        return queued_ids, list(expired)
+
+
+def stranded_step_ids(*, requeue_after_seconds: float, in_broker: set[str]) -> list[str]:
+    queued, expired = stale_queued_and_expired_steps(requeue_after_seconds=requeue_after_seconds)
+    return [step for step in queued if step not in in_broker] + expired
+
+
+def close_finished_runs() -> int:
+    """Close runs that are still open although every step is final."""
+    runs, steps = lifecycle.RUNS, lifecycle.STEPS
+    with read_session() as session:
+        open_ids = list(
+            session.execute(
+                select(runs.c.id)
                 .where(
-                    or_(
+                    runs.c.status.in_([RunStatus.queued, RunStatus.running, RunStatus.cancelled]),
+                    runs.c.finished_at.is_(None),
+                    ~exists().where(
                         and_(
-                            col(StepRun.status) == StepStatus.queued,
-                            col(StepRun.queued_at) < stale,
-                            or_(col(StepRun.not_before).is_(None), col(StepRun.not_before) < stale),
-                        ),
-                        and_(
-                            col(StepRun.status) == StepStatus.running,
-                            col(StepRun.lease_expires_at) < now,
-                        ),
-                    )
+                            steps.c.run_id == runs.c.id, steps.c.status.notin_(FINAL_STEP_STATUSES)
+                        )
+                    ),
                 )
                 .limit(BATCH)
-            ).all()
+            ).scalars()
         )
+    for run_id in open_ids:
+        with transaction() as db:
+            status = db.execute(
+                select(runs.c.status).where(runs.c.id == run_id).with_for_update()
+            ).scalar_one()
+            lifecycle.advance_run(db, run_id, status, utcnow())
+    return len(open_ids)
 
 
 def reconcile() -> int:
     settings = get_settings()
-    ids = stranded_step_ids(requeue_after_seconds=settings.requeue_after_seconds)
-    if ids:
-        log.info("re-enqueueing %d stranded steps", len(ids))
+    client = redis.Redis.from_url(settings.redis_url)
+    try:
+        queues = {DEFAULT_QUEUE, *settings.worker_queues.split(",")}
+        in_broker = step_ids_in_broker(client, queues)
+    finally:
+        client.close()
+    ids = stranded_step_ids(
+        requeue_after_seconds=settings.requeue_after_seconds, in_broker=in_broker
+    )
+    closed = close_finished_runs()
+    if ids or closed:
+        log.info("reconciler: re-enqueued %d stranded steps, closed %d runs", len(ids), closed)
     return enqueue_steps(ids)

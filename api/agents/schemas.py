@@ -1,16 +1,30 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 NAME_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.\- ]{0,99}$"
 
 
-class AgentFields(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+def _refuse_nul(value: str) -> str:
+    # PostgreSQL text cannot hold NUL, and no prompt or model name needs one.
+    if "\x00" in value:
+        raise ValueError("must not contain NUL (\\u0000) characters")
+    return value
 
-    system_prompt: str | None = Field(default=None, max_length=100_000)
+
+Text = Annotated[str, AfterValidator(_refuse_nul)]
+# NaN and Infinity parse as JSON numbers in Python; no setting means either, and a NaN
+# stored would make every later answer about the agent fail to serialize.
+FINITE = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+class AgentFields(BaseModel):
+    model_config = FINITE
+
+    system_prompt: Text | None = Field(default=None, max_length=100_000)
     temperature: float | None = Field(default=None, ge=0, le=2)
     max_tokens: int | None = Field(default=None, ge=1, le=1_000_000)
     timeout_seconds: float | None = Field(default=None, gt=0, le=3600)
@@ -20,7 +34,7 @@ class AgentFields(BaseModel):
 class AgentCreate(AgentFields):
     name: str = Field(pattern=NAME_PATTERN)
     key_id: str = Field(min_length=1, max_length=32)
-    model: str = Field(min_length=1, max_length=200)
+    model: Text = Field(min_length=1, max_length=200)
 
     @field_validator("model")
     @classmethod
@@ -33,11 +47,11 @@ class AgentCreate(AgentFields):
 class AgentUpdate(BaseModel):
     """Partial update: only the fields sent change."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = FINITE
 
     key_id: str | None = Field(default=None, min_length=1, max_length=32)
-    model: str | None = Field(default=None, min_length=1, max_length=200)
-    system_prompt: str | None = Field(default=None, max_length=100_000)
+    model: Text | None = Field(default=None, min_length=1, max_length=200)
+    system_prompt: Text | None = Field(default=None, max_length=100_000)
     temperature: float | None = Field(default=None, ge=0, le=2)
     max_tokens: int | None = Field(default=None, ge=1, le=1_000_000)
     timeout_seconds: float | None = Field(default=None, gt=0, le=3600)

@@ -3,7 +3,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+REPLAYED_HEADER = "Idempotent-Replayed"
+MAX_IDEMPOTENCY_KEY_CHARS = 255
 
 
 class RunCreate(BaseModel):
@@ -11,6 +15,24 @@ class RunCreate(BaseModel):
 
     workflow: str = Field(min_length=1, max_length=100, description="workflow id or name")
     input: dict[str, Any] = Field(default_factory=dict, description="a JSON object")
+
+    @field_validator("input")
+    @classmethod
+    def _no_nul(cls, value: dict[str, Any]) -> dict[str, Any]:
+        # It would reach a prompt, which PostgreSQL text cannot store.
+        if _has_nul(value):
+            raise ValueError("input must not contain NUL (\\u0000) characters")
+        return value
+
+
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(v) for v in value)
+    return False
 
 
 class RunAccepted(BaseModel):

@@ -7,12 +7,19 @@ from decimal import Decimal
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
-from api.errors import NotFound, Unprocessable, field_error
-from api.runs.schemas import RunCreate, RunPublic, RunSummary, StepPublic
+from api.errors import Conflict, NotFound, Unprocessable, field_error
+from api.runs.schemas import (
+    IDEMPOTENCY_HEADER,
+    RunCreate,
+    RunPublic,
+    RunSummary,
+    StepPublic,
+)
 from api.workflows.service import find_workflow
-from shared.db import session_scope
+from shared.db import session_scope, transaction
 from shared.models import Run, StepRun, Workflow, WorkflowVersion
-from shared.runs import CreatedRun, RunRejected, create_run
+from shared.runs import CreatedRun, IdempotencyKeyReused, RunRejected, create_run
+from worker import lifecycle
 from worker.dispatch import enqueue_steps
 
 NANOS = Decimal(1_000_000_000)
@@ -22,15 +29,37 @@ def usd(nanos: int | None) -> float | None:
     return None if nanos is None else float(Decimal(nanos) / NANOS)
 
 
-def submit_run(body: RunCreate) -> CreatedRun:
-    """Insert the run and its steps in one transaction, then enqueue the ready steps."""
+def submit_run(body: RunCreate, *, idempotency_key: str | None = None) -> CreatedRun:
+    """Insert the run and its steps in one transaction, then enqueue the ready steps.
+    A replayed Idempotency-Key returns the existing run and enqueues nothing."""
     try:
         with session_scope() as session:
-            created = create_run(session=session, workflow=body.workflow, input=body.input)
+            created = create_run(
+                session=session,
+                workflow=body.workflow,
+                input=body.input,
+                idempotency_key=idempotency_key,
+            )
     except RunRejected as exc:
         raise Unprocessable([field_error(exc.field, str(exc), step=exc.step)]) from exc
+    except IdempotencyKeyReused as exc:
+        error = {"loc": ["header", IDEMPOTENCY_HEADER], "msg": str(exc), "type": "value_error"}
+        raise Unprocessable([error]) from exc
     enqueue_steps(created.ready_step_ids)
     return created
+
+
+def cancel_run(run_id: str) -> None:
+    """Cancel a queued or running run; a finished one is a conflict."""
+    try:
+        with transaction() as db:
+            lifecycle.cancel_run(db, run_id)
+    except LookupError:
+        raise NotFound(f"no run with id '{run_id}'") from None
+    except lifecycle.RunAlreadyFinished as exc:
+        raise Conflict(
+            f"run '{run_id}' cannot be cancelled: it already ended ({exc.status})"
+        ) from None
 
 
 def _summary(run: Run, workflow: Workflow, version: int) -> dict[str, object]:

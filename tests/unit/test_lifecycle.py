@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from sqlmodel import select
 
 from shared.db import session_scope, transaction
@@ -49,7 +50,7 @@ def _submit(steps: list[dict[str, object]]) -> tuple[str, dict[str, str]]:
 
 def _claim(step_id: str) -> lifecycle.Claim | None:
     with transaction() as db:
-        return lifecycle.claim_step(db, step_id, host="h", lease_seconds=60)
+        return lifecycle.claim_step(db, step_id, host="h", default_timeout=30, lease_margin=30)
 
 
 def test_only_steps_without_dependencies_start_queued(sqlite_db: str) -> None:
@@ -123,7 +124,7 @@ def test_retry_hands_the_step_back_not_before_its_delay(sqlite_db: str) -> None:
 def test_expired_lease_can_be_taken_over_and_the_old_holder_cannot_write(sqlite_db: str) -> None:
     _, ids = _submit(DIAMOND)
     with transaction() as db:
-        old = lifecycle.claim_step(db, ids["a"], host="dead", lease_seconds=-1)
+        old = lifecycle.claim_step(db, ids["a"], host="dead", default_timeout=0, lease_margin=-1)
     assert old is not None
     new = _claim(ids["a"])
     assert new is not None and new.token != old.token
@@ -131,3 +132,43 @@ def test_expired_lease_can_be_taken_over_and_the_old_holder_cannot_write(sqlite_
         assert lifecycle.complete_step(db, old, _result("stale"), {}) == []
     with session_scope() as session:
         assert session.get_one(StepRun, ids["a"]).status == StepStatus.running
+
+
+def test_cancel_skips_waiting_steps_and_discards_a_running_steps_output(sqlite_db: str) -> None:
+    run_id, ids = _submit(DIAMOND)
+    running = _claim(ids["a"])
+    assert running
+    with transaction() as db:
+        assert lifecycle.cancel_run(db, run_id) == "cancelled"
+    assert _claim(ids["b"]) is None  # a queued step never reaches the provider
+    with session_scope() as session:
+        run = session.get_one(Run, run_id)
+        assert run.status == RunStatus.cancelled and run.finished_at is None  # a is running
+    with transaction() as db:
+        assert lifecycle.complete_step(db, running, _result("late"), {}) == []
+    with session_scope() as session:
+        run = session.get_one(Run, run_id)
+        steps = {s.step_key: s for s in session.exec(select(StepRun)).all()}
+    assert run.status == RunStatus.cancelled and run.finished_at is not None
+    assert {k: s.status for k, s in steps.items()} == {
+        "a": "cancelled",
+        "b": "skipped",
+        "c": "skipped",
+    }
+    assert steps["a"].output is None and steps["a"].input_tokens == 10  # paid: usage kept
+    assert run.cost_nanos == 100
+    with transaction() as db, pytest.raises(lifecycle.RunAlreadyFinished):
+        lifecycle.cancel_run(db, run_id)
+
+
+def test_a_retry_of_a_cancelled_run_is_skipped_not_requeued(sqlite_db: str) -> None:
+    run_id, ids = _submit(DIAMOND)
+    claim = _claim(ids["a"])
+    assert claim
+    with transaction() as db:
+        lifecycle.cancel_run(db, run_id)
+    with transaction() as db:
+        assert not lifecycle.retry_step_later(db, claim, delay_seconds=1, attempt_entry={})
+    with session_scope() as session:
+        assert session.get_one(StepRun, ids["a"]).status == StepStatus.skipped
+        assert session.get_one(Run, run_id).finished_at is not None

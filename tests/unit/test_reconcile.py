@@ -41,5 +41,9 @@ def test_only_stale_queued_and_expired_running_steps_are_stranded(sqlite_db: str
         )
         rows["f"].status, rows["f"].queued_at = StepStatus.succeeded, old
         ids = {s.id: k for k, s in rows.items()}
-    found = {ids[i] for i in stranded_step_ids(requeue_after_seconds=300)}
+    found = {ids[i] for i in stranded_step_ids(requeue_after_seconds=300, in_broker=set())}
     assert found == {"a", "d"}
+    # A stale queued step whose message is still in the broker is left alone.
+    in_broker = {s for s, k in ids.items() if k == "a"}
+    found = {ids[i] for i in stranded_step_ids(requeue_after_seconds=300, in_broker=in_broker)}
+    assert found == {"d"}
