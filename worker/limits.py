@@ -9,6 +9,7 @@ provider's own count. On a 429: remember the provider's wait for every worker.
 from __future__ import annotations
 
 import logging
+import time
 from functools import lru_cache
 
 import redis
@@ -46,10 +47,28 @@ def _request_id(claim: Claim) -> str:
     return f"{claim.step_id}:{claim.attempt}"
 
 
+# For a key without configured limits only a provider's 429 can make a step wait. Each
+# process asks Redis about that at most this often per key, not once per step: a wait
+# learned by another worker is seen within this time.
+LEARNED_WAIT_CACHE_SECONDS = 1.0
+_learned: dict[str, tuple[float, float]] = {}  # key id -> (checked at, blocked until)
+
+
+def _learned_wait_cached(key_id: str) -> float:
+    now = time.monotonic()
+    checked = _learned.get(key_id)
+    if checked is None or now - checked[0] > LEARNED_WAIT_CACHE_SECONDS:
+        checked = (now, now + limiter().learned_wait(key_id))
+        _learned[key_id] = checked
+    return max(0.0, checked[1] - now)
+
+
 def wait_for_slot(claim: Claim, request: ChatRequest) -> float:
     """0.0 if the call may go now (its slot is taken), else the seconds to wait.
     Without Redis no limit can be checked: the step waits for Redis to return."""
     try:
+        if claim.key_rpm is None and claim.key_tpm is None:
+            return _learned_wait_cached(claim.key_id)
         return limiter().acquire(
             claim.key_id,
             _limits(claim),
@@ -79,6 +98,7 @@ def settle(claim: Claim, request: ChatRequest, completion: Completion) -> None:
 
 
 def learn(claim: Claim, error: ProviderError) -> None:
+    _learned.pop(claim.key_id, None)
     try:
         limiter().learn(claim.key_id, error)
     except redis.RedisError as exc:

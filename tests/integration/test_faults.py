@@ -5,6 +5,7 @@ and a warm shutdown. Each test runs its own stack with a fast reconciler."""
 from __future__ import annotations
 
 import collections
+import json
 import signal
 import time
 import uuid
@@ -22,6 +23,37 @@ from shared.embedded_redis import EmbeddedRedis, start_redis
 from tests.integration.conftest import _base_env, postgres_url
 from tests.processes import FakeLLM, Proc, Stack, ownkey, start_stack
 from tests.tcp_proxy import TcpProxy
+
+REPORT = Path(__file__).resolve().parents[2] / "test-output" / "reliability.json"
+FIGURES: dict[str, dict[str, Any]] = {}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _write_figures() -> Iterator[None]:
+    """Each test's figures go to test-output/reliability.json for RELIABILITY.md."""
+    yield
+    if FIGURES:
+        REPORT.parent.mkdir(exist_ok=True)
+        previous = json.loads(REPORT.read_text()) if REPORT.exists() else {}
+        REPORT.write_text(json.dumps({**previous, **FIGURES}, indent=2, sort_keys=True))
+
+
+def record(test: str, runs: list[dict[str, Any]], fake: FakeLLM, **extra: Any) -> None:
+    steps = sum(len(r["steps"]) for r in runs)
+    paid = [c for c in fake.calls() if c.get("status") == 200]
+    FIGURES[test] = {
+        "runs_submitted": len(runs),
+        "runs_completed": sum(
+            1 for r in runs if r["status"] in ("succeeded", "failed", "cancelled")
+        ),
+        "runs_lost": sum(1 for r in runs if not r["finished_at"]),
+        "steps": steps,
+        "provider_calls": len(fake.calls()),
+        "duplicate_paid_calls": max(0, len(paid) - len({str(c["prompt"]) for c in paid})),
+        "at": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        **extra,
+    }
+
 
 FAST_RECOVERY = {
     "OWNKEY_REQUEUE_AFTER_SECONDS": "3",
@@ -194,6 +226,7 @@ def test_sigkill_of_a_worker_mid_flight_loses_no_run_and_pays_at_most_once_more(
         for step in run["steps"]:
             successes = [a for a in step["attempt_log"] if a["status_code"] == 200]
             assert step["status"] == "succeeded" and len(successes) == 1
+    record("worker SIGKILL mid-flight", runs, fake_llm, in_flight_at_kill=len(in_flight))
     counts = calls_per_prompt(fake_llm)
     assert len(counts) == 150
     repeated = {prompt for prompt, n in counts.items() if n > 1}
@@ -215,6 +248,7 @@ def test_redis_restart_without_persistence_loses_no_run(
             runs = wait_all(api, run_ids, timeout=180)
     finally:
         fake_llm.configure(latency_seconds=0.0)
+    record("Redis restart without persistence", runs, fake_llm)
     assert [r["status"] for r in runs] == ["succeeded"] * 100
     assert "re-enqueued" in fs.stack.logs()  # the reconciler did the recovering
 
@@ -241,6 +275,7 @@ def test_database_unreachable_for_five_seconds(tmp_path: Path, fake_llm: FakeLLM
         fs.redis.stop()
         proxy.close()
         next(pg, None)
+    record("PostgreSQL unreachable for 5 s", runs, fake_llm)
     assert [r["status"] for r in runs] == ["succeeded"] * 40
     counts = calls_per_prompt(fake_llm)
     assert len(counts) == 80
@@ -257,6 +292,7 @@ def test_a_stretch_of_429s_is_waited_out_within_the_retry_policy(
         ).raise_for_status()
         run_ids = submit(api, workflow, 20)
         runs = wait_all(api, run_ids, timeout=120)
+    record("a stretch of 429s", runs, fake_llm)
     assert [r["status"] for r in runs] == ["succeeded"] * 20
     for run in runs:
         (step,) = run["steps"]
@@ -344,9 +380,10 @@ def test_rpm_limit_holds_across_three_workers(sqlite_stack: Any, fake_llm: FakeL
         workflow = setup_workflow(api, fake_llm, steps=1, rpm=60)
         run_ids = submit(api, workflow, 200)
         runs = wait_all(api, run_ids, timeout=300)
-    assert [r["status"] for r in runs] == ["succeeded"] * 200
     times = sorted(float(c["t"]) for c in fake_llm.calls())  # type: ignore[arg-type]
     assert len(times) == 200  # no call was refused by the provider, none repeated
     busiest = max(sum(1 for t in times[i:] if t < start + 60) for i, start in enumerate(times))
+    record("rpm=60 across three workers", runs, fake_llm, busiest_60s_window=busiest)
+    assert [r["status"] for r in runs] == ["succeeded"] * 200
     assert busiest <= 60, f"{busiest} calls reached the provider within 60 s"
     assert all(r["steps"][0]["attempts"] == 1 for r in runs)  # waiting is not an attempt
