@@ -7,12 +7,19 @@ Getting this wrong under-reports the cost of every cached prompt.
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import httpx
 
-from shared.providers.base import ChatRequest, Completion, join_url, malformed, send_json
+from shared.providers.base import (
+    ChatRequest,
+    Completion,
+    base_without_v1,
+    join_url,
+    malformed,
+    post_chat,
+    send_json,
+)
 
 __all__ = ["ANTHROPIC_VERSION", "DEFAULT_MAX_TOKENS", "AnthropicProvider"]
 
@@ -30,9 +37,7 @@ class AnthropicProvider:
         self.kind = kind
         self.api_key = api_key
         self._client = client
-        base = base_url.rstrip("/")
-        # People paste both "https://api.anthropic.com" and ".../v1"; accept either.
-        self._base = base[:-3] if base.endswith("/v1") else base
+        self._base = base_without_v1(base_url)
         self._url = self._base + "/v1/messages"
         self._headers = {"anthropic-version": ANTHROPIC_VERSION}
         if api_key:
@@ -48,10 +53,8 @@ class AnthropicProvider:
             body["system"] = request.system
         if request.temperature is not None:
             body["temperature"] = request.temperature
-        started = time.perf_counter()
-        data, response = send_json(
+        data, response, latency_ms = post_chat(
             self._client,
-            "POST",
             self._url,
             provider=self.kind,
             api_key=self.api_key,
@@ -59,7 +62,6 @@ class AnthropicProvider:
             body=body,
             timeout=request.timeout,
         )
-        latency_ms = int((time.perf_counter() - started) * 1000)
         try:
             text = "".join(b["text"] for b in data["content"] if b.get("type") == "text")
             usage = data.get("usage")

@@ -9,6 +9,7 @@ bare ``httpx.post`` + ``json.loads``.
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Literal, Protocol
@@ -99,6 +100,37 @@ def timeout_for(seconds: float) -> httpx.Timeout:
 
 def join_url(base_url: str, path: str) -> str:
     return base_url.rstrip("/") + path
+
+
+def base_without_v1(base_url: str) -> str:
+    """A native API's base URL: people paste both "https://host" and "https://host/v1"."""
+    base = base_url.rstrip("/")
+    return base[:-3] if base.endswith("/v1") else base
+
+
+def post_chat(
+    client: httpx.Client,
+    url: str,
+    *,
+    provider: str,
+    api_key: str | None,
+    headers: dict[str, str],
+    body: dict[str, Any],
+    timeout: float,
+) -> tuple[dict[str, Any], httpx.Response, int]:
+    """POST one chat request: the JSON answer, the response and the latency in ms."""
+    started = time.perf_counter()
+    data, response = send_json(
+        client,
+        "POST",
+        url,
+        provider=provider,
+        api_key=api_key,
+        headers=headers,
+        body=body,
+        timeout=timeout,
+    )
+    return data, response, int((time.perf_counter() - started) * 1000)
 
 
 def send_json(

@@ -7,12 +7,19 @@ input count is then unknown (None), never guessed.
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import httpx
 
-from shared.providers.base import ChatRequest, Completion, join_url, malformed, send_json
+from shared.providers.base import (
+    ChatRequest,
+    Completion,
+    base_without_v1,
+    join_url,
+    malformed,
+    post_chat,
+    send_json,
+)
 
 __all__ = ["OllamaProvider"]
 
@@ -26,9 +33,7 @@ class OllamaProvider:
         self.kind = kind
         self.api_key = api_key
         self._client = client
-        base = base_url.rstrip("/")
-        # A base URL copied from an OpenAI-compatible setup ends in /v1; the native API is above.
-        self._base = base[:-3] if base.endswith("/v1") else base
+        self._base = base_without_v1(base_url)
         self._url = self._base + "/api/chat"
         # Plain Ollama has no auth; one behind a reverse proxy may want a bearer token.
         self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
@@ -45,10 +50,8 @@ class OllamaProvider:
             options["num_predict"] = request.max_tokens
         if options:
             body["options"] = options
-        started = time.perf_counter()
-        data, response = send_json(
+        data, response, latency_ms = post_chat(
             self._client,
-            "POST",
             self._url,
             provider=self.kind,
             api_key=self.api_key,
@@ -56,7 +59,6 @@ class OllamaProvider:
             body=body,
             timeout=request.timeout,
         )
-        latency_ms = int((time.perf_counter() - started) * 1000)
         try:
             text = data["message"]["content"] or ""
         except (KeyError, TypeError) as exc:

@@ -5,12 +5,18 @@ a key is sent, and the name of the output-length field.
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import httpx
 
-from shared.providers.base import ChatRequest, Completion, join_url, malformed, send_json
+from shared.providers.base import (
+    ChatRequest,
+    Completion,
+    join_url,
+    malformed,
+    post_chat,
+    send_json,
+)
 
 __all__ = ["OpenAIChatProvider"]
 
@@ -53,10 +59,8 @@ class OpenAIChatProvider:
             body["temperature"] = request.temperature
         if request.max_tokens is not None:
             body[self._max_tokens_field] = request.max_tokens
-        started = time.perf_counter()
-        data, response = send_json(
+        data, response, latency_ms = post_chat(
             self._client,
-            "POST",
             self._url,
             provider=self.kind,
             api_key=self.api_key,
@@ -64,7 +68,6 @@ class OpenAIChatProvider:
             body=body,
             timeout=request.timeout,
         )
-        latency_ms = int((time.perf_counter() - started) * 1000)
         try:
             choice = data["choices"][0]
             content = choice["message"].get("content")
