@@ -149,4 +149,7 @@ def markdown(
             out.append(f"- **did not complete**: {result.error}")
         out += [f"- {note}" for note in result.notes]
         out.append("")
+    analysis = Path(__file__).with_name("analysis.md")
+    if analysis.exists():
+        out += ["", analysis.read_text().rstrip(), ""]
     return "\n".join(out)
