@@ -13,6 +13,8 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+__all__ = ["Settings", "get_settings"]
+
 PLACEHOLDER_SECRETS = {"changeme", "change-me", "secret", "please-change-me"}
 
 

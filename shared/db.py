@@ -27,6 +27,15 @@ from sqlmodel import Session, create_engine
 from shared.config import get_settings
 from shared.sqlite_lock import WriterLock
 
+__all__ = [
+    "READ_ONLY_OPTION",
+    "engine_for",
+    "get_engine",
+    "read_session",
+    "session_scope",
+    "transaction",
+]
+
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import redis
 
+__all__ = ["EmbeddedRedis", "RedisNotFound", "free_port", "redis_server_binary", "start_redis"]
+
 
 class RedisNotFound(RuntimeError):
     pass

@@ -7,6 +7,8 @@ from functools import lru_cache
 from shared.config import get_settings
 from shared.crypto import SecretBox, load_master_key
 
+__all__ = ["get_secret_box"]
+
 
 @lru_cache(maxsize=1)
 def get_secret_box() -> SecretBox:

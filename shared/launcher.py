@@ -26,6 +26,8 @@ from shared.keystore import get_secret_box
 from shared.migrate import upgrade_database
 from shared.tokens import create_api_token, token_is_valid
 
+__all__ = ["PortInUse", "admin_token", "ensure_port_free", "run_stack"]
+
 ADMIN_TOKEN_FILE = "admin.token"
 
 

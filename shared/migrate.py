@@ -7,6 +7,8 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 
+__all__ = ["alembic_config", "upgrade_database"]
+
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 
 

@@ -19,6 +19,23 @@ from sqlalchemy import DateTime as _DateTime
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
 
+__all__ = [
+    "FINAL_RUN_STATUSES",
+    "FINAL_STEP_STATUSES",
+    "Agent",
+    "ApiToken",
+    "ModelPrice",
+    "ProviderKey",
+    "Run",
+    "RunStatus",
+    "StepRun",
+    "StepStatus",
+    "Workflow",
+    "WorkflowVersion",
+    "new_id",
+    "utcnow",
+]
+
 
 def new_id() -> str:
     return uuid.uuid4().hex

@@ -16,6 +16,8 @@ from shared.db import read_session
 from shared.models import ModelPrice
 from shared.pricing import Price, price_for
 
+__all__ = ["forget_cached_prices", "price_lookup"]
+
 CACHE_SECONDS = 10.0
 # A model with no price at all is looked up again this soon: a price just added for it
 # applies to the next step, while changes to a known price apply within CACHE_SECONDS.

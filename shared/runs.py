@@ -35,6 +35,8 @@ from shared.models import (
     utcnow,
 )
 
+__all__ = ["CreatedRun", "IdempotencyKeyReused", "RunRejected", "create_run", "request_hash"]
+
 RUNS = cast(Table, Run.__table__)  # type: ignore[attr-defined]
 STEPS = cast(Table, StepRun.__table__)  # type: ignore[attr-defined]
 WORKFLOWS = cast(Table, Workflow.__table__)  # type: ignore[attr-defined]

@@ -18,6 +18,8 @@ import threading
 import time
 from pathlib import Path
 
+__all__ = ["WriterLock"]
+
 LOCK_WAIT_SECONDS = 10.0
 _MAX_POLL_SECONDS = 0.002
 

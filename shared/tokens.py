@@ -7,6 +7,8 @@ from sqlmodel import Session, select
 from shared.crypto import hash_token, new_api_token
 from shared.models import ApiToken
 
+__all__ = ["create_api_token", "token_is_valid"]
+
 
 def create_api_token(session: Session, *, name: str) -> str:
     token = new_api_token()
