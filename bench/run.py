@@ -147,7 +147,8 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             log("stopping every process")
             bench.stop()
-        command = "python -m bench " + shlex.join(argv if argv is not None else sys.argv[1:])
+        flags = shlex.join(argv if argv is not None else sys.argv[1:])
+        command = f'make bench ARGS="{flags}"' if flags else "make bench"
         report = markdown(
             results, db=args.db, db_version=version, scale=scale.name, command=command.strip()
         )
