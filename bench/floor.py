@@ -17,20 +17,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import ssl
-import threading
 import time
 import uuid
-from functools import lru_cache
 from typing import Any
 
-import httpx
 from celery import Celery
 from pydantic import BaseModel, Field
 from sqlalchemy import Column, Engine, Float, Integer, MetaData, String, Table, Text, insert
 
 from shared.config import get_settings
 from shared.db import engine_for
+from worker.http_clients import thread_client
 
 __all__ = [
     "FLOOR_QUEUE",
@@ -76,21 +73,6 @@ def make_floor_celery(broker: str | None = None) -> Celery:
     return celery
 
 
-_local = threading.local()
-
-
-@lru_cache(maxsize=1)
-def _ssl_context() -> ssl.SSLContext:
-    return httpx.create_ssl_context()
-
-
-def _client() -> httpx.Client:
-    client: httpx.Client | None = getattr(_local, "client", None)
-    if client is None:
-        client = _local.client = httpx.Client(verify=_ssl_context())
-    return client
-
-
 def _engine() -> Engine:
     return engine_for(get_settings().resolved_database_url)
 
@@ -99,7 +81,9 @@ def floor_step(prev: str, batch: str, item: str, step: int, url: str, model: str
     """One provider call and one row. In a chain, ``prev`` is the previous task's output,
     so the prompt grows exactly like an ownkey step that reads its predecessor's output."""
     prompt = f"run {item} s{step} {prev}" if prev else f"run {item} s{step}"
-    response = _client().post(
+    # The same per-thread client ownkey's worker uses: the floor differs only in what
+    # Celery and SQL work it does around the call.
+    response = thread_client().post(
         url,
         json={"model": model, "messages": [{"role": "user", "content": prompt}]},
         headers={"Authorization": f"Bearer {FLOOR_API_KEY}"},
