@@ -9,12 +9,13 @@ from typing import Annotated
 
 from fastapi import Depends
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from sqlmodel import Session, select
+from sqlmodel import Session
 from starlette.exceptions import HTTPException
 
 from shared.crypto import hash_token
 from shared.db import read_session, session_scope
 from shared.models import ApiToken
+from shared.tokens import find_active_token
 
 
 def get_session() -> Iterator[Session]:
@@ -57,12 +58,7 @@ def _lookup_token(token_hash: str) -> ApiToken | None:
     if cached is not None and cached[0] > now:
         return cached[1]
     with read_session() as session:
-        token = session.exec(
-            select(ApiToken).where(
-                ApiToken.token_hash == token_hash,
-                ApiToken.revoked_at.is_(None),  # type: ignore[union-attr]
-            )
-        ).first()
+        token = find_active_token(session, token_hash)
     with _token_cache_lock:
         if token is None:
             _token_cache.pop(token_hash, None)

@@ -29,12 +29,15 @@ from typing import Any
 
 __all__ = [
     "LOCAL_PROVIDERS",
+    "NANOS_PER_USD",
     "Price",
+    "nanos_to_usd",
     "price_for",
     "shipped_price",
     "shipped_prices",
     "shipped_prices_as_of",
     "step_cost",
+    "usd_to_nanos",
 ]
 
 log = logging.getLogger(__name__)
@@ -170,6 +173,18 @@ def price_for(
         return _FREE
     price = _resolve({**_shipped_table(), **normalized}, provider, model)
     return None if price is None else _with_provider_defaults(provider, price)
+
+
+NANOS_PER_USD = Decimal(1_000_000_000)
+
+
+def usd_to_nanos(cost: Decimal) -> int:
+    """Costs are stored as integer nano-dollars: exact sums on every database."""
+    return int(cost * NANOS_PER_USD)
+
+
+def nanos_to_usd(nanos: int | None) -> float | None:
+    return None if nanos is None else float(Decimal(nanos) / NANOS_PER_USD)
 
 
 def step_cost(

@@ -7,7 +7,7 @@ from sqlmodel import Session, select
 from shared.crypto import hash_token, new_api_token
 from shared.models import ApiToken
 
-__all__ = ["create_api_token", "token_is_valid"]
+__all__ = ["create_api_token", "find_active_token", "token_is_valid"]
 
 
 def create_api_token(session: Session, *, name: str) -> str:
@@ -17,13 +17,15 @@ def create_api_token(session: Session, *, name: str) -> str:
     return token
 
 
+def find_active_token(session: Session, token_hash: str) -> ApiToken | None:
+    """The unrevoked token with this hash, if any."""
+    return session.exec(
+        select(ApiToken).where(
+            ApiToken.token_hash == token_hash,
+            ApiToken.revoked_at.is_(None),  # type: ignore[union-attr]
+        )
+    ).first()
+
+
 def token_is_valid(session: Session, token: str) -> bool:
-    return (
-        session.exec(
-            select(ApiToken.id).where(
-                ApiToken.token_hash == hash_token(token),
-                ApiToken.revoked_at.is_(None),  # type: ignore[union-attr]
-            )
-        ).first()
-        is not None
-    )
+    return find_active_token(session, hash_token(token)) is not None

@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import socket
 from datetime import datetime
-from decimal import Decimal
 from typing import Any
 
 from sqlalchemy.exc import DBAPIError
@@ -22,7 +21,7 @@ from shared.db import transaction
 from shared.keystore import get_secret_box
 from shared.models import utcnow
 from shared.prices_store import price_lookup
-from shared.pricing import step_cost
+from shared.pricing import step_cost, usd_to_nanos
 from shared.providers import ChatRequest, Completion, ProviderError, RateLimited, make_provider
 from shared.templates import PromptRenderError, render_prompt
 from worker import lifecycle, limits
@@ -33,7 +32,6 @@ from worker.retry_policy import DEFAULT_MAX_ATTEMPTS, DEFAULT_POLICY
 
 log = logging.getLogger(__name__)
 HOST = socket.gethostname()
-NANOS_PER_USD = Decimal(1_000_000_000)
 
 
 class StepFailed(Exception):
@@ -178,7 +176,7 @@ def _result_from(
         output_tokens=completion.output_tokens,
         cached_tokens=completion.cached_input_tokens,
         cache_write_tokens=completion.cache_write_tokens,
-        cost_nanos=None if cost is None else int(cost * NANOS_PER_USD),
+        cost_nanos=None if cost is None else usd_to_nanos(cost),
         latency_ms=completion.latency_ms,
     )
 

@@ -142,6 +142,7 @@ ADD_TO_RUN_TOTALS = (
     )
     .returning(RUNS.c.status)
 )
+LOCK_RUN_STATUS = select(RUNS.c.status).where(RUNS.c.id == bindparam("run_id")).with_for_update()
 QUEUE_READY = (
     update(STEPS)
     .where(STEPS.c.id.in_(bindparam("ready", expanding=True)), STEPS.c.status == StepStatus.pending)
@@ -330,9 +331,7 @@ def fail_step(
         attempt_log=[*claim.attempt_log, attempt_entry],
     ):
         return
-    status = db.execute(
-        select(RUNS.c.status).where(RUNS.c.id == claim.run_id).with_for_update()
-    ).scalar_one()
+    status = lock_run_status(db, claim.run_id)
     if status in LIVE_RUN_STATUSES:
         db.execute(
             update(RUNS)
@@ -348,6 +347,14 @@ def fail_step(
     advance_run(db, claim.run_id, status, now)
 
 
+def lock_run_status(db: Connection, run_id: str) -> str:
+    """The run's status, with its row locked until the transaction ends."""
+    status = db.execute(LOCK_RUN_STATUS, {"run_id": run_id}).scalar_one_or_none()
+    if status is None:
+        raise LookupError(run_id)
+    return str(status)
+
+
 class RunAlreadyFinished(Exception):
     def __init__(self, status: str) -> None:
         super().__init__(f"the run already ended ({status})")
@@ -357,11 +364,7 @@ class RunAlreadyFinished(Exception):
 def cancel_run(db: Connection, run_id: str) -> str:
     """Cancel a run: waiting steps are skipped and never call a provider; a step that is
     running finishes its call, but its output is discarded. Returns the run's status."""
-    status = db.execute(
-        select(RUNS.c.status).where(RUNS.c.id == run_id).with_for_update()
-    ).scalar_one_or_none()
-    if status is None:
-        raise LookupError(run_id)
+    status = lock_run_status(db, run_id)
     if status not in LIVE_RUN_STATUSES:
         raise RunAlreadyFinished(status)
     now = utcnow()
@@ -409,9 +412,7 @@ def retry_step_later(
         values["attempts"] = STEPS.c.attempts - 1
     if not _finish_held_step(db, claim, **values):
         return False
-    status = db.execute(
-        select(RUNS.c.status).where(RUNS.c.id == claim.run_id).with_for_update()
-    ).scalar_one()
+    status = lock_run_status(db, claim.run_id)
     if status in LIVE_RUN_STATUSES:
         return True
     skip_waiting_steps(db, claim.run_id, now)

@@ -82,9 +82,7 @@ def close_finished_runs() -> int:
         )
     for run_id in open_ids:
         with transaction() as db:
-            status = db.execute(
-                select(runs.c.status).where(runs.c.id == run_id).with_for_update()
-            ).scalar_one()
+            status = lifecycle.lock_run_status(db, run_id)
             lifecycle.advance_run(db, run_id, status, utcnow())
     return len(open_ids)
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
-
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
@@ -18,15 +16,10 @@ from api.runs.schemas import (
 from api.workflows.service import find_workflow
 from shared.db import session_scope, transaction
 from shared.models import Run, StepRun, Workflow, WorkflowVersion
+from shared.pricing import nanos_to_usd
 from shared.runs import CreatedRun, IdempotencyKeyReused, RunRejected, create_run
 from worker import lifecycle
 from worker.dispatch import enqueue_steps
-
-NANOS = Decimal(1_000_000_000)
-
-
-def usd(nanos: int | None) -> float | None:
-    return None if nanos is None else float(Decimal(nanos) / NANOS)
 
 
 def submit_run(body: RunCreate, *, idempotency_key: str | None = None) -> CreatedRun:
@@ -75,7 +68,7 @@ def _summary(run: Run, workflow: Workflow, version: int) -> dict[str, object]:
         "input_tokens": run.input_tokens,
         "output_tokens": run.output_tokens,
         "cached_tokens": run.cached_tokens,
-        "cost_usd": usd(run.cost_nanos),
+        "cost_usd": nanos_to_usd(run.cost_nanos),
         "cost_incomplete": run.cost_incomplete,
         "failed_step": run.failed_step,
         "error": run.error,
@@ -96,7 +89,7 @@ def _step_public(step: StepRun) -> StepPublic:
         input_tokens=step.input_tokens,
         output_tokens=step.output_tokens,
         cached_tokens=step.cached_tokens,
-        cost_usd=usd(step.cost_nanos),
+        cost_usd=nanos_to_usd(step.cost_nanos),
         latency_ms=step.latency_ms,
         attempts=step.attempts,
         attempt_log=step.attempt_log,
