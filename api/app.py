@@ -109,7 +109,8 @@ def create_app() -> FastAPI:
     )
     install_error_handlers(app)
     v1 = APIRouter(prefix="/api/v1")
-    for router in (keys_router, agents_router, workflows_router, runs_router, prices_router):
+    # Routes are matched in order, at a cost per route: the hot path (runs) goes first.
+    for router in (runs_router, keys_router, agents_router, workflows_router, prices_router):
         v1.include_router(router)
     app.include_router(v1)
 

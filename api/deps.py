@@ -10,6 +10,7 @@ from typing import Annotated
 from fastapi import Depends
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlmodel import Session
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
 from shared.crypto import hash_token
@@ -51,12 +52,14 @@ _token_cache: dict[str, tuple[float, ApiToken]] = {}
 _token_cache_lock = threading.Lock()
 
 
-def _lookup_token(token_hash: str) -> ApiToken | None:
-    now = time.monotonic()
+def _cached_token(token_hash: str) -> ApiToken | None:
     with _token_cache_lock:
         cached = _token_cache.get(token_hash)
-    if cached is not None and cached[0] > now:
-        return cached[1]
+    return cached[1] if cached is not None and cached[0] > time.monotonic() else None
+
+
+def _lookup_token(token_hash: str) -> ApiToken | None:
+    now = time.monotonic()
     with read_session() as session:
         token = find_active_token(session, token_hash)
     with _token_cache_lock:
@@ -69,12 +72,15 @@ def _lookup_token(token_hash: str) -> ApiToken | None:
     return token
 
 
-def current_token(
+async def current_token(
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> ApiToken:
+    """Async, so that a cached token costs no hop to the thread pool (a sync dependency
+    would take one per request); only a cache miss goes to the database, in a thread."""
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise UNAUTHORIZED
-    token = _lookup_token(hash_token(credentials.credentials))
+    token_hash = hash_token(credentials.credentials)
+    token = _cached_token(token_hash) or await run_in_threadpool(_lookup_token, token_hash)
     if token is None:
         raise UNAUTHORIZED
     return token

@@ -18,7 +18,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, insert, or_, select
+from sqlalchemy import Connection, Table, bindparam, insert, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
@@ -35,7 +35,13 @@ from shared.models import (
     utcnow,
 )
 
-__all__ = ["CreatedRun", "IdempotencyKeyReused", "RunRejected", "create_run", "request_hash"]
+__all__ = [
+    "CreatedRun",
+    "IdempotencyKeyReused",
+    "RunRejected",
+    "create_run",
+    "request_hash",
+]
 
 RUNS = cast(Table, Run.__table__)  # type: ignore[attr-defined]
 STEPS = cast(Table, StepRun.__table__)  # type: ignore[attr-defined]
@@ -74,6 +80,9 @@ class CreatedRun:
     replayed: bool = False
 
 
+# Runs are created through an ORM session (tests, the API) or a plain connection.
+Database = Session | Connection
+
 AGENT_SETTINGS = ("system_prompt", "temperature", "max_tokens", "timeout_seconds", "max_attempts")
 
 
@@ -109,8 +118,8 @@ def request_hash(*, workflow: str, input: dict[str, Any]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def _run_for_key(session: Session, idempotency_key: str, expected_hash: str) -> CreatedRun | None:
-    row = session.execute(RUN_FOR_KEY, {"key": idempotency_key}).first()
+def _run_for_key(db: Database, idempotency_key: str, expected_hash: str) -> CreatedRun | None:
+    row = db.execute(RUN_FOR_KEY, {"key": idempotency_key}).first()
     if row is None:
         return None
     if row.request_hash != expected_hash:
@@ -118,31 +127,37 @@ def _run_for_key(session: Session, idempotency_key: str, expected_hash: str) -> 
     return CreatedRun(run_id=row.id, status=row.status, ready_step_ids=[], replayed=True)
 
 
-def create_run(
-    *,
-    session: Session,
-    workflow: str,
-    input: dict[str, Any],
-    idempotency_key: str | None = None,
-) -> CreatedRun:
-    """Create a run of the current version of `workflow` (an id or a name).
+@dataclass(frozen=True, slots=True)
+class _RunPlan:
+    """A run's rows, resolved from the workflow's current version and its agents."""
 
-    With an `idempotency_key` already used for the same request, return that run
-    (`replayed`) and create nothing; used for another request, raise
-    `IdempotencyKeyReused`.
-    """
+    run_row: dict[str, Any]
+    step_rows: list[dict[str, Any]]
+    idempotency_key: str | None
+    fingerprint: str | None
+    # Set when the Idempotency-Key already names a run made from the same request.
+    replay: CreatedRun | None = None
+
+
+def _plan_run(
+    db: Database, *, workflow: str, input: dict[str, Any], idempotency_key: str | None = None
+) -> _RunPlan:
+    """Resolve `workflow` (an id or a name) to its current version and build the rows.
+
+    Raises `RunRejected` for a missing workflow or agent, and
+    `IdempotencyKeyReused` for a key already used for a different request."""
     fingerprint = None
     if idempotency_key is not None:
         fingerprint = request_hash(workflow=workflow, input=input)
-        existing = _run_for_key(session, idempotency_key, fingerprint)
+        existing = _run_for_key(db, idempotency_key, fingerprint)
         if existing is not None:
-            return existing
-    found = session.execute(WORKFLOW_WITH_CURRENT_VERSION, {"ref": workflow}).first()
+            return _RunPlan({}, [], idempotency_key, fingerprint, replay=existing)
+    found = db.execute(WORKFLOW_WITH_CURRENT_VERSION, {"ref": workflow}).first()
     if found is None:
         raise RunRejected(f"no workflow with id or name '{workflow}'", field="workflow")
     steps_spec: list[dict[str, Any]] = found.definition["steps"]
     names = sorted({step["agent"] for step in steps_spec})
-    agents = {row.name: row for row in session.execute(AGENTS_BY_NAME, {"names": names})}
+    agents = {row.name: row for row in db.execute(AGENTS_BY_NAME, {"names": names})}
     for step in steps_spec:
         if step["agent"] not in agents:
             raise RunRejected(
@@ -168,20 +183,6 @@ def create_run(
         "idempotency_key": idempotency_key,
         "request_hash": fingerprint,
     }
-    if idempotency_key is None or fingerprint is None:
-        session.execute(INSERT_RUN, run_row)
-    else:
-        # A concurrent submission with the same key may have inserted since the lookup
-        # above: the unique index refuses this row (on PostgreSQL, once the other
-        # transaction commits), the savepoint undoes it, and that run is the answer.
-        try:
-            with session.begin_nested():
-                session.execute(INSERT_RUN, run_row)
-        except IntegrityError:
-            existing = _run_for_key(session, idempotency_key, fingerprint)
-            if existing is None:
-                raise
-            return existing
     rows: list[dict[str, Any]] = []
     for position, step in enumerate(steps_spec):
         agent = agents[step["agent"]]
@@ -207,6 +208,50 @@ def create_run(
                 "attempt_log": [],
             }
         )
-    session.execute(INSERT_STEPS, rows)
-    ready = [row["id"] for row in rows if row["status"] == StepStatus.queued]
-    return CreatedRun(run_id=run_id, status=RunStatus.queued, ready_step_ids=ready)
+    return _RunPlan(run_row, rows, idempotency_key, fingerprint)
+
+
+def _insert_run(db: Database, plan: _RunPlan) -> CreatedRun:
+    """Write a planned run and its steps (inside the caller's write transaction).
+
+    The ready step ids come back for the caller to enqueue after the commit. The steps
+    carry the agents' settings as planned, just as a run submitted a moment before an
+    edit would; an Idempotency-Key that a concurrent submission took first returns that
+    run."""
+    if plan.replay is not None:
+        return plan.replay
+    if plan.idempotency_key is None or plan.fingerprint is None:
+        db.execute(INSERT_RUN, plan.run_row)
+    else:
+        # A concurrent submission with the same key may have inserted since the lookup
+        # in _plan_run: the unique index refuses this row (on PostgreSQL, once the other
+        # transaction commits), the savepoint undoes it, and that run is the answer.
+        try:
+            with db.begin_nested():
+                db.execute(INSERT_RUN, plan.run_row)
+        except IntegrityError:
+            existing = _run_for_key(db, plan.idempotency_key, plan.fingerprint)
+            if existing is None:
+                raise
+            return existing
+    db.execute(INSERT_STEPS, plan.step_rows)
+    ready = [row["id"] for row in plan.step_rows if row["status"] == StepStatus.queued]
+    return CreatedRun(run_id=plan.run_row["id"], status=RunStatus.queued, ready_step_ids=ready)
+
+
+def create_run(
+    db: Database,
+    *,
+    workflow: str,
+    input: dict[str, Any],
+    idempotency_key: str | None = None,
+) -> CreatedRun:
+    """Create a run of the current version of `workflow` (an id or a name), in the
+    caller's transaction; the caller enqueues `ready_step_ids` after its commit.
+
+    With an `idempotency_key` already used for the same request, return that run
+    (`replayed`) and create nothing; used for another request, raise
+    `IdempotencyKeyReused`.
+    """
+    plan = _plan_run(db, workflow=workflow, input=input, idempotency_key=idempotency_key)
+    return _insert_run(db, plan)

@@ -14,7 +14,7 @@ from api.runs.schemas import (
     StepPublic,
 )
 from api.workflows.service import find_workflow
-from shared.db import session_scope, transaction
+from shared.db import transaction
 from shared.models import Run, StepRun, Workflow, WorkflowVersion
 from shared.pricing import nanos_to_usd
 from shared.runs import CreatedRun, IdempotencyKeyReused, RunRejected, create_run
@@ -26,12 +26,9 @@ def submit_run(body: RunCreate, *, idempotency_key: str | None = None) -> Create
     """Insert the run and its steps in one transaction, then enqueue the ready steps.
     A replayed Idempotency-Key returns the existing run and enqueues nothing."""
     try:
-        with session_scope() as session:
+        with transaction() as db:
             created = create_run(
-                session=session,
-                workflow=body.workflow,
-                input=body.input,
-                idempotency_key=idempotency_key,
+                db, workflow=body.workflow, input=body.input, idempotency_key=idempotency_key
             )
     except RunRejected as exc:
         raise Unprocessable([field_error(exc.field, str(exc), step=exc.step)]) from exc

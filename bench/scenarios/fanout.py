@@ -4,6 +4,10 @@ The runs are submitted while no worker runs; one worker then executes them again
 fake-llm with a latency. Wall time runs from the first provider call to the last step's
 ``finished_at``; the ideal is the larger of the critical path (2 x latency) and the
 total call-seconds divided by the concurrency.
+
+For scale, the same number of raw Celery floor tasks (HTTP call + one row, no
+dependencies at all) run through the same two worker processes: what this machine gives
+any Celery worker at this rate, before any orchestration.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ from __future__ import annotations
 from bench.harness import Bench
 from bench.results import Figure, ScenarioResult, at_most, ratio
 from bench.scale import Scale
-from bench.scenarios.common import fan_out, submit_runs, tag
+from bench.scenarios.common import fan_out, send_floor_task, submit_runs, tag
 from bench.stats import first_call
 
 WIDTH = 10
@@ -41,6 +45,28 @@ def _measure(bench: Bench, scale: Scale, processes: int) -> tuple[float, float]:
     return bench.last_step_finished(workflow_id) - first_call(calls), ideal
 
 
+def _measure_floor(bench: Bench, scale: Scale, processes: int) -> float:
+    """Wall time of as many independent raw Celery tasks, same latency and threads."""
+    steps = scale.fanout_runs * (WIDTH + 1)
+    batch = f"fanout-{tag()}"
+    for i in range(steps):
+        send_floor_task(bench, batch, str(i))
+    bench.fake.configure(latency_seconds=scale.fanout_latency)
+    workers = []
+    try:
+        bench.fake.reset()
+        workers = [
+            bench.start_floor_worker(scale.concurrency // processes) for _ in range(processes)
+        ]
+        last = bench.wait_for_floor(batch, steps, timeout=600, procs=workers)
+        calls = bench.fake.calls()
+    finally:
+        for worker in workers:
+            worker.stop()
+        bench.fake.configure(latency_seconds=0.0)
+    return last - first_call(calls)
+
+
 def run(bench: Bench, scale: Scale, result: ScenarioResult) -> None:
     runs, latency, concurrency = scale.fanout_runs, scale.fanout_latency, scale.concurrency
     steps = runs * (WIDTH + 1)
@@ -61,6 +87,18 @@ def run(bench: Bench, scale: Scale, result: ScenarioResult) -> None:
                 passed=at_most(r, 1.2) if target else None,
             )
         )
+    floor = _measure_floor(bench, scale, 2)
+    result.add(
+        Figure(
+            metric="wall time, raw Celery tasks, 2 processes",
+            value=floor,
+            unit="s",
+            baseline=ideal_seconds,
+            baseline_name="same ideal",
+            ratio=ratio(floor, ideal_seconds),
+            ratio_label="floor/ideal",
+        )
+    )
     result.notes.append(
         f"{runs} runs x ({WIDTH} parallel + 1 join) = {steps} steps, latency {latency:g} s, "
         f"total concurrency {concurrency}: one worker process, then two (one per core) with "

@@ -6,7 +6,7 @@ uvicorn exactly as ``ownkey api`` serves ownkey. The queues are purged afterward
 
 from __future__ import annotations
 
-from bench.harness import Bench, BenchError
+from bench.harness import Bench, BenchError, cpu_seconds
 from bench.loadgen import LoadResult, post_load
 from bench.results import Figure, ScenarioResult, at_least, at_most, ratio
 from bench.scale import Scale
@@ -19,7 +19,9 @@ def run(bench: Bench, scale: Scale, result: ScenarioResult) -> None:
     t = tag()
     name = f"bench-submit-{t}"
     bench.create_workflow(name, single_step(bench.agent))
+    api_pid = bench.stack.procs[0].process.pid  # start_stack starts the API first
     try:
+        cpu_start = cpu_seconds(api_pid)
         mine = post_load(
             f"{bench.stack.api_url}/api/v1/runs",
             lambda n: {"workflow": name, "input": {"id": f"{t}-{n}"}},
@@ -27,16 +29,19 @@ def run(bench: Bench, scale: Scale, result: ScenarioResult) -> None:
             clients=scale.submit_clients,
             duration=scale.submit_seconds,
         )
+        mine_cpu = cpu_seconds(api_pid) - cpu_start
         bench.purge_queues()
         port = free_port()
         floor_api = bench.start_floor_api(port)
         try:
+            cpu_start = cpu_seconds(floor_api.process.pid)
             floor = post_load(
                 f"http://127.0.0.1:{port}/floor/runs",
                 lambda n: {"workflow": name, "input": {"id": f"{t}-{n}"}},
                 clients=scale.submit_clients,
                 duration=scale.submit_seconds,
             )
+            floor_cpu = cpu_seconds(floor_api.process.pid) - cpu_start
         finally:
             floor_api.stop()
     finally:
@@ -45,6 +50,21 @@ def run(bench: Bench, scale: Scale, result: ScenarioResult) -> None:
         if not load.ok:
             raise BenchError(f"{label}: no request succeeded: {load.error_samples}")
     _figures(result, mine, floor)
+    mine_ms, floor_ms = (
+        cpu * 1000 / max(load.ok + load.errors, 1)
+        for cpu, load in ((mine_cpu, mine), (floor_cpu, floor))
+    )
+    result.add(
+        Figure(
+            metric="API CPU per request",
+            value=mine_ms,
+            unit="ms",
+            baseline=floor_ms,
+            baseline_name="floor endpoint",
+            ratio=ratio(mine_ms, floor_ms),
+            ratio_label="ownkey/floor",
+        )
+    )
     result.notes.append(
         f"{scale.submit_clients} keep-alive clients for {scale.submit_seconds:g} s each, "
         f"ownkey then the floor; status codes ownkey {mine.statuses}, floor {floor.statuses}."

@@ -236,7 +236,7 @@ def test_a_racing_insert_with_the_same_key_becomes_a_replay(pg_session_factory: 
         session.commit()
 
     first = pg_session_factory()
-    first_run = create_run(session=first, workflow="w", input={"x": 1}, idempotency_key="race")
+    first_run = create_run(first, workflow="w", input={"x": 1}, idempotency_key="race")
     assert not first_run.replayed  # inserted, not yet committed
 
     second_result: list[Any] = []
@@ -245,9 +245,7 @@ def test_a_racing_insert_with_the_same_key_becomes_a_replay(pg_session_factory: 
         with pg_session_factory() as session:
             try:
                 second_result.append(
-                    create_run(
-                        session=session, workflow="w", input={"x": 1}, idempotency_key="race"
-                    )
+                    create_run(session, workflow="w", input={"x": 1}, idempotency_key="race")
                 )
                 session.commit()
             except Exception as exc:  # pragma: no cover - reported below
@@ -266,7 +264,7 @@ def test_a_racing_insert_with_the_same_key_becomes_a_replay(pg_session_factory: 
 
     with pg_session_factory() as session:
         with pytest.raises(IdempotencyKeyReused):
-            create_run(session=session, workflow="w", input={"x": 2}, idempotency_key="race")
+            create_run(session, workflow="w", input={"x": 2}, idempotency_key="race")
         count = session.execute(text("SELECT count(*) FROM runs")).scalar_one()
         steps = session.execute(text("SELECT count(*) FROM step_runs")).scalar_one()
     assert (count, steps) == (1, 1)

@@ -43,7 +43,7 @@ def _submit(steps: list[dict[str, object]]) -> tuple[str, dict[str, str]]:
         key = make_key(session)
         make_agent(session, key, name="writer")
         workflow = make_workflow(session, name="wf", steps=steps)
-        created = create_run(session=session, workflow=workflow.id, input={"x": 1})
+        created = create_run(session, workflow=workflow.id, input={"x": 1})
         ids = {s.step_key: s.id for s in session.exec(select(StepRun)).all()}
         return created.run_id, ids
 

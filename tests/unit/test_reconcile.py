@@ -18,9 +18,7 @@ def test_only_stale_queued_and_expired_running_steps_are_stranded(sqlite_db: str
     with session_scope() as session:
         key = make_key(session)
         make_agent(session, key, name="w")
-        create_run(
-            session=session, workflow=make_workflow(session, name="wf", steps=steps).id, input={}
-        )
+        create_run(session, workflow=make_workflow(session, name="wf", steps=steps).id, input={})
     now = utcnow()
     old = now - timedelta(seconds=600)
     with session_scope() as session:
