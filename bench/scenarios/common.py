@@ -13,6 +13,7 @@ from celery import chain as celery_chain
 from bench.floor import FLOOR_QUEUE, FLOOR_TASK
 from bench.harness import MODEL, Bench, BenchError
 from bench.loadgen import post_load
+from bench.stats import first_call
 
 
 def tag() -> str:
@@ -92,6 +93,25 @@ def send_floor_task(bench: Bench, batch: str, item: str) -> None:
     bench.floor_celery.send_task(
         FLOOR_TASK, args=["", batch, item, 1, url, MODEL], queue=FLOOR_QUEUE
     )
+
+
+def floor_wall_time(bench: Bench, count: int, *, concurrency: int, processes: int = 1) -> float:
+    """Wall time of `count` independent raw Celery floor tasks (HTTP call + one row) at
+    fake-llm's current latency, `concurrency` threads split over `processes` workers:
+    what this machine gives any Celery worker, before any orchestration."""
+    batch = f"floor-{tag()}"
+    for i in range(count):
+        send_floor_task(bench, batch, str(i))
+    bench.fake.reset()
+    workers = []
+    try:
+        workers = [bench.start_floor_worker(concurrency // processes) for _ in range(processes)]
+        last = bench.wait_for_floor(batch, count, timeout=600, procs=workers)
+        calls = bench.fake.calls()
+    finally:
+        for worker in workers:
+            worker.stop()
+    return last - first_call(calls)
 
 
 def paced(count: int, rate: float, action: Callable[[int], None]) -> None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 from bench.harness import Bench
 from bench.results import Figure, ScenarioResult, at_most, ratio
 from bench.scale import Scale
-from bench.scenarios.common import fan_out, send_floor_task, submit_runs, tag
+from bench.scenarios.common import fan_out, floor_wall_time, submit_runs, tag
 from bench.stats import first_call
 
 WIDTH = 10
@@ -45,28 +45,6 @@ def _measure(bench: Bench, scale: Scale, processes: int) -> tuple[float, float]:
     return bench.last_step_finished(workflow_id) - first_call(calls), ideal
 
 
-def _measure_floor(bench: Bench, scale: Scale, processes: int) -> float:
-    """Wall time of as many independent raw Celery tasks, same latency and threads."""
-    steps = scale.fanout_runs * (WIDTH + 1)
-    batch = f"fanout-{tag()}"
-    for i in range(steps):
-        send_floor_task(bench, batch, str(i))
-    bench.fake.configure(latency_seconds=scale.fanout_latency)
-    workers = []
-    try:
-        bench.fake.reset()
-        workers = [
-            bench.start_floor_worker(scale.concurrency // processes) for _ in range(processes)
-        ]
-        last = bench.wait_for_floor(batch, steps, timeout=600, procs=workers)
-        calls = bench.fake.calls()
-    finally:
-        for worker in workers:
-            worker.stop()
-        bench.fake.configure(latency_seconds=0.0)
-    return last - first_call(calls)
-
-
 def run(bench: Bench, scale: Scale, result: ScenarioResult) -> None:
     runs, latency, concurrency = scale.fanout_runs, scale.fanout_latency, scale.concurrency
     steps = runs * (WIDTH + 1)
@@ -87,7 +65,11 @@ def run(bench: Bench, scale: Scale, result: ScenarioResult) -> None:
                 passed=at_most(r, 1.2) if target else None,
             )
         )
-    floor = _measure_floor(bench, scale, 2)
+    bench.fake.configure(latency_seconds=latency)
+    try:
+        floor = floor_wall_time(bench, steps, concurrency=concurrency, processes=2)
+    finally:
+        bench.fake.configure(latency_seconds=0.0)
     result.add(
         Figure(
             metric="wall time, raw Celery tasks, 2 processes",

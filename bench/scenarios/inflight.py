@@ -5,7 +5,8 @@ the threads pool then executes them against fake-llm answering after 2 s. Wall t
 the first provider call (fake-llm's log) to the last step's ``finished_at`` in SQL,
 set against the ideal ``ceil(N / concurrency) x latency`` and against a hand-written
 asyncio script making the same calls at the same concurrency (first call to last parsed
-answer). The worker's peak RSS (VmHWM) is scenario 6.
+answer). For scale, the same number of raw Celery floor tasks run through one worker
+with the same pool and threads. The worker's peak RSS (VmHWM) is scenario 6.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any
 from bench.harness import REPO, Bench, BenchError, peak_rss_mb
 from bench.results import Figure, ScenarioResult, at_least, at_most, ratio
 from bench.scale import Scale
-from bench.scenarios.common import single_step, submit_runs, tag
+from bench.scenarios.common import floor_wall_time, single_step, submit_runs, tag
 from bench.stats import first_call
 
 
@@ -32,6 +33,7 @@ def run(
     bench.fake.configure(latency_seconds=latency)
     try:
         wall, rss = _ownkey(bench, scale)
+        floor = floor_wall_time(bench, n, concurrency=concurrency)
         scripts = {"httpx": _script(bench, scale, "httpx", result)}
         if importlib.util.find_spec("aiohttp"):
             scripts["aiohttp"] = _script(bench, scale, "aiohttp", result)
@@ -49,6 +51,17 @@ def run(
             ratio_label="ownkey/ideal",
             target="<= 1.15x",
             passed=at_most(r, 1.15),
+        )
+    )
+    result.add(
+        Figure(
+            metric="wall time, raw Celery tasks",
+            value=floor,
+            unit="s",
+            baseline=ideal,
+            baseline_name="same ideal",
+            ratio=ratio(floor, ideal),
+            ratio_label="floor/ideal",
         )
     )
     for client, script_wall in scripts.items():
