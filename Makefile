@@ -107,7 +107,7 @@ lint: install-test
 	$(BIN)/mypy api worker scheduler shared
 
 # ARGS passes flags through: make bench ARGS="--db postgres", ARGS="--only 1,3",
-# ARGS="--scale smoke". Takes about 5 minutes at full size.
+# ARGS="--scale smoke". Takes about 6 minutes at full size.
 bench: install-bench
 	$(BIN)/python -m bench $(ARGS)
 
