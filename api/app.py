@@ -11,10 +11,15 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.agents.router import router as agents_router
+from api.audit.router import router as audit_router
 from api.errors import install_error_handlers
 from api.keys.router import router as keys_router
 from api.prices.router import router as prices_router
 from api.runs.router import router as runs_router
+from api.tokens.router import router as tokens_router
+from api.usage.router import router as usage_router
+from api.users.router import router as users_router
+from api.web.router import install_web_ui
 from api.workflows.router import router as workflows_router
 from shared.config import get_settings
 from shared.db import get_engine
@@ -110,9 +115,20 @@ def create_app() -> FastAPI:
     install_error_handlers(app)
     v1 = APIRouter(prefix="/api/v1")
     # Routes are matched in order, at a cost per route: the hot path (runs) goes first.
-    for router in (runs_router, keys_router, agents_router, workflows_router, prices_router):
+    for router in (
+        runs_router,
+        keys_router,
+        agents_router,
+        workflows_router,
+        prices_router,
+        usage_router,
+        users_router,
+        tokens_router,
+        audit_router,
+    ):
         v1.include_router(router)
     app.include_router(v1)
+    install_web_ui(app)
 
     @app.get("/health", tags=["health"])
     def health() -> dict[str, str]:

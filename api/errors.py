@@ -33,6 +33,10 @@ class NotFound(ApiError):
     status_code = 404
 
 
+class Forbidden(ApiError):
+    status_code = 403
+
+
 class Conflict(ApiError):
     status_code = 409
 

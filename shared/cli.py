@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated, NoReturn
 import typer
 
 from shared.config import get_settings
+from shared.models import Role
 
 if TYPE_CHECKING:
     from celery import Celery
@@ -22,8 +23,10 @@ app = typer.Typer(
 )
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 token_app = typer.Typer(help="API tokens.", no_args_is_help=True)
+user_app = typer.Typer(help="Users of the web UI and their roles.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(token_app, name="token")
+app.add_typer(user_app, name="user")
 
 
 def _fail(message: str) -> NoReturn:
@@ -206,15 +209,98 @@ def db_upgrade(revision: Annotated[str, typer.Argument()] = "head") -> None:
 @token_app.command("create")
 def token_create(
     name: Annotated[str, typer.Option(help="what the token is for")] = "cli",
+    user: Annotated[
+        str | None, typer.Option(help="the user it acts as (default: the first admin)")
+    ] = None,
 ) -> None:
     """Create an API token; it is printed once, alone on the last line."""
     from shared.db import session_scope
     from shared.tokens import create_api_token
+    from shared.users import default_admin, find_user
 
     with session_scope() as session:
-        token = create_api_token(session, name=name)
-    typer.echo(f"created API token '{name}'; it is shown only now:", err=True)
+        owner = default_admin(session) if user is None else find_user(session, user)
+        if owner is None:
+            _fail(f"no user named '{user}' (see `ownkey user list`)")
+        _, token = create_api_token(session, name=name, user_id=owner.id)
+        owner_name, owner_role = owner.username, owner.role
+    typer.echo(
+        f"created API token '{name}' for {owner_name} ({owner_role}); it is shown only now:",
+        err=True,
+    )
     typer.echo(token)
+
+
+@user_app.command("create")
+def user_create(
+    username: Annotated[str, typer.Argument()],
+    admin: Annotated[bool, typer.Option("--admin", help="same as --role admin")] = False,
+    role: Annotated[Role, typer.Option(help="viewer, member or admin")] = Role.member,
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="read the password from stdin")
+    ] = False,
+) -> None:
+    """Create a user who can sign in to the web UI. Without --password-stdin a password is
+    generated and printed once, alone on the last line."""
+    from shared.db import session_scope
+    from shared.users import AccountError, create_user, generate_password
+
+    password = sys.stdin.readline().rstrip("\n") if password_stdin else generate_password()
+    try:
+        with session_scope() as session:
+            create_user(
+                session, username=username, role=Role.admin if admin else role, password=password
+            )
+    except AccountError as exc:
+        _fail(str(exc))
+    typer.echo(f"created user '{username}' ({Role.admin if admin else role})", err=True)
+    if not password_stdin:
+        typer.echo("password (shown only now):", err=True)
+        typer.echo(password)
+
+
+@user_app.command("set-password")
+def user_set_password(
+    username: Annotated[str, typer.Argument()],
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="read the password from stdin")
+    ] = False,
+) -> None:
+    """Give a user a new password (signs them out everywhere); generated unless given."""
+    from shared.db import session_scope
+    from shared.users import AccountError, find_user, generate_password, set_password
+
+    password = sys.stdin.readline().rstrip("\n") if password_stdin else generate_password()
+    try:
+        with session_scope() as session:
+            found = find_user(session, username)
+            if found is None:
+                _fail(f"no user named '{username}'")
+            set_password(session, found, password)
+    except AccountError as exc:
+        _fail(str(exc))
+    typer.echo(f"new password set for '{username}'", err=True)
+    if not password_stdin:
+        typer.echo("password (shown only now):", err=True)
+        typer.echo(password)
+
+
+@user_app.command("list")
+def user_list() -> None:
+    """Users, their roles, and whether they can sign in."""
+    from sqlmodel import select
+
+    from shared.db import read_session
+    from shared.models import User
+
+    with read_session() as session:
+        for found in session.exec(select(User).order_by(User.username)).all():
+            state = (
+                "disabled"
+                if found.disabled_at
+                else ("no password" if found.password_hash is None else "active")
+            )
+            typer.echo(f"{found.username}\t{found.role}\t{state}")
 
 
 def main() -> None:

@@ -50,6 +50,9 @@ class Settings(BaseSettings):
 
     flower_port: int = 5555
     flower_basic_auth: SecretStr = SecretStr("")
+    # Where the web UI's "Flower" link points (Flower behind a proxy); default: this
+    # machine's flower_port.
+    flower_url: str = ""
 
     log_level: str = "INFO"
 

@@ -25,8 +25,9 @@ from shared.embedded_redis import EmbeddedRedis, start_redis
 from shared.keystore import get_secret_box
 from shared.migrate import upgrade_database
 from shared.tokens import create_api_token, token_is_valid
+from shared.users import default_admin, ensure_first_admin
 
-__all__ = ["PortInUse", "admin_token", "ensure_port_free", "run_stack"]
+__all__ = ["PortInUse", "admin_token", "ensure_port_free", "first_admin_login", "run_stack"]
 
 ADMIN_TOKEN_FILE = "admin.token"
 
@@ -47,9 +48,18 @@ def admin_token(settings: Settings) -> str:
             token = path.read_text().strip()
             if token and token_is_valid(session, token):
                 return token
-        token = create_api_token(session, name="admin (ownkey up)")
+        owner = default_admin(session)
+        _, token = create_api_token(session, name="admin (ownkey up)", user_id=owner.id)
     write_private_file(path, token + "\n")
     return token
+
+
+def first_admin_login() -> tuple[str, str] | None:
+    """(username, password) of the admin created on first start, to print once; None
+    once an admin can sign in."""
+    with session_scope() as session:
+        created = ensure_first_admin(session)
+        return None if created is None else (created[0].username, created[1])
 
 
 @dataclass
@@ -126,6 +136,7 @@ def run_stack(settings: Settings, *, port: int, concurrency: int, with_flower: b
         logging.getLogger("alembic").setLevel(logging.WARNING)
         upgrade_database(settings.resolved_database_url)
         get_secret_box()  # creates the master key file on first start
+        login = first_admin_login()
         token = admin_token(settings)
         flower_auth = settings.flower_basic_auth.get_secret_value() or (
             "admin:" + secrets.token_urlsafe(12)
@@ -136,7 +147,7 @@ def run_stack(settings: Settings, *, port: int, concurrency: int, with_flower: b
         stack.spawn("beat", ["beat"], env)
         if with_flower:
             stack.spawn("flower", ["flower"], env)
-        _print_banner(settings, port, token, flower_auth if with_flower else None, env)
+        _print_banner(settings, port, token, flower_auth if with_flower else None, env, login)
         previous = signal.signal(signal.SIGTERM, _interrupt)
         try:
             while (exited := stack.first_exit()) is None:
@@ -153,12 +164,25 @@ def run_stack(settings: Settings, *, port: int, concurrency: int, with_flower: b
 
 
 def _print_banner(
-    settings: Settings, port: int, token: str, flower_auth: str | None, env: dict[str, str]
+    settings: Settings,
+    port: int,
+    token: str,
+    flower_auth: str | None,
+    env: dict[str, str],
+    login: tuple[str, str] | None,
 ) -> None:
     host = settings.api_host
     lines = [
         "",
         "ownkey is up.",
+        f"  Web UI:    http://{host}:{port}/",
+    ]
+    if login is not None:
+        lines.append(
+            f"             first sign-in: user {login[0]}, password {login[1]}"
+            "   (shown only now; change it under Settings)"
+        )
+    lines += [
         f"  API:       http://{host}:{port}/api/v1   (docs: http://{host}:{port}/docs)",
         f"  Database:  {settings.resolved_database_url}",
         f"  Redis:     {env['OWNKEY_REDIS_URL']}",

@@ -24,12 +24,16 @@ __all__ = [
     "FINAL_STEP_STATUSES",
     "Agent",
     "ApiToken",
+    "AuditEvent",
     "ModelPrice",
     "ProviderKey",
     "Run",
+    "Role",
     "RunStatus",
     "StepRun",
     "StepStatus",
+    "User",
+    "WebSession",
     "Workflow",
     "WorkflowVersion",
     "new_id",
@@ -195,6 +199,7 @@ class StepRun(SQLModel, table=True):
     __table_args__ = (
         UniqueConstraint("run_id", "step_key"),
         Index("ix_step_runs_status_queued", "status", "queued_at"),
+        Index("ix_step_runs_finished_at", "finished_at"),  # usage reports by period
     )
 
     id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
@@ -258,11 +263,79 @@ class ModelPrice(SQLModel, table=True):
     )
 
 
+class Role(enum.StrEnum):
+    """What a user may do; each role includes the ones below it."""
+
+    viewer = "viewer"  # read everything except secrets (which nobody reads)
+    member = "member"  # + agents, workflows, runs
+    admin = "admin"  # + provider keys, users, prices, the audit log
+
+    @property
+    def rank(self) -> int:
+        return ROLE_RANKS[self]
+
+    def allows(self, needed: Role) -> bool:
+        return self.rank >= needed.rank
+
+
+ROLE_RANKS = {Role.viewer: 0, Role.member: 1, Role.admin: 2}
+
+
+class User(SQLModel, table=True):
+    __tablename__ = "users"
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
+    username: str = Field(max_length=64, unique=True)
+    # argon2id (shared/passwords.py); None: cannot sign in until a password is set.
+    password_hash: str | None = Field(default=None, max_length=255)
+    role: str = Field(default=Role.member, max_length=16)
+    created_at: datetime = Field(
+        default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
+    )
+    last_login_at: datetime | None = _ts()
+    disabled_at: datetime | None = _ts()
+
+
+class WebSession(SQLModel, table=True):
+    """A signed-in browser. The cookie holds a random value; only its hash is stored."""
+
+    __tablename__ = "web_sessions"
+
+    id: str = Field(primary_key=True, max_length=64)  # sha256 of the cookie value
+    user_id: str = Field(foreign_key="users.id", max_length=32, index=True)
+    csrf_token: str = Field(max_length=64)
+    created_at: datetime = Field(
+        default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
+    )
+    expires_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+
+
+class AuditEvent(SQLModel, table=True):
+    """Who did what to which object; written in the same transaction as the change."""
+
+    __tablename__ = "audit_events"
+    __table_args__ = (Index("ix_audit_events_at", "at"),)
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
+    at: datetime = Field(
+        default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
+    )
+    user_id: str | None = Field(default=None, max_length=32)
+    username: str = Field(max_length=64)  # kept as it was: users can be renamed or removed
+    action: str = Field(max_length=64)  # e.g. "key.created", "run.cancelled"
+    target_type: str = Field(max_length=32)
+    target_id: str | None = Field(default=None, max_length=64)
+    target_name: str | None = Field(default=None, max_length=200)
+    detail: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+
+
 class ApiToken(SQLModel, table=True):
     __tablename__ = "api_tokens"
 
     id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
     name: str = Field(max_length=100)
+    # The token acts as this user, with the user's role at the time of each request.
+    user_id: str = Field(foreign_key="users.id", max_length=32, index=True)
     token_hash: str = Field(max_length=64, unique=True)
     created_at: datetime = Field(
         default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)

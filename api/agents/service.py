@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlmodel import Session, select
 
 from api.agents.schemas import AgentCreate, AgentPublic, AgentUpdate
 from api.errors import Conflict, NotFound, Unprocessable, field_error
+from shared import audit
+from shared.audit import Actor
 from shared.models import Agent, ProviderKey, Workflow, WorkflowVersion, utcnow
 
 
@@ -16,14 +20,32 @@ def _require_key(session: Session, key_id: str) -> ProviderKey:
     return key
 
 
-def create_agent(*, session: Session, body: AgentCreate) -> Agent:
+def create_agent(*, session: Session, body: AgentCreate, actor: Actor) -> Agent:
     _require_key(session, body.key_id)
     if session.exec(select(Agent.id).where(Agent.name == body.name)).first():
         raise Conflict(f"an agent named '{body.name}' already exists")
     agent = Agent(**body.model_dump())
     session.add(agent)
     session.flush()
+    _audit(session, actor, "agent.created", agent, body.model_dump())
     return agent
+
+
+def _audit(
+    session: Session, actor: Actor, action: str, agent: Agent, detail: dict[str, Any]
+) -> None:
+    # The system prompt can be long and is the user's content: its length is enough here.
+    if detail.get("system_prompt") is not None:
+        detail = {**detail, "system_prompt": f"({len(detail['system_prompt'])} characters)"}
+    audit.record(
+        session,
+        actor,
+        action,
+        target_type="agent",
+        target_id=agent.id,
+        target_name=agent.name,
+        detail=detail,
+    )
 
 
 def get_agent(*, session: Session, agent_id: str) -> Agent:
@@ -35,7 +57,7 @@ def get_agent(*, session: Session, agent_id: str) -> Agent:
     return agent
 
 
-def update_agent(*, session: Session, agent_id: str, body: AgentUpdate) -> Agent:
+def update_agent(*, session: Session, agent_id: str, body: AgentUpdate, actor: Actor) -> Agent:
     agent = get_agent(session=session, agent_id=agent_id)
     changes = body.model_dump(exclude_unset=True)
     if changes.get("key_id") is not None:
@@ -48,10 +70,11 @@ def update_agent(*, session: Session, agent_id: str, body: AgentUpdate) -> Agent
     agent.updated_at = utcnow()
     session.add(agent)
     session.flush()
+    _audit(session, actor, "agent.updated", agent, changes)
     return agent
 
 
-def delete_agent(*, session: Session, agent_id: str) -> None:
+def delete_agent(*, session: Session, agent_id: str, actor: Actor) -> None:
     agent = get_agent(session=session, agent_id=agent_id)
     users = [
         workflow.name
@@ -66,6 +89,7 @@ def delete_agent(*, session: Session, agent_id: str) -> None:
     if users:
         raise Conflict(f"agent '{agent.name}' is used by workflow(s) {', '.join(sorted(users))}")
     session.delete(agent)
+    _audit(session, actor, "agent.deleted", agent, {})
 
 
 def list_agents(*, session: Session) -> list[tuple[Agent, ProviderKey]]:

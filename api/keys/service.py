@@ -2,22 +2,26 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import httpx
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from api.errors import Conflict, NotFound
 from api.keys.schemas import KeyCreate, KeyUpdate
+from shared import audit
+from shared.audit import Actor
 from shared.crypto import key_hint
-from shared.db import read_session
+from shared.db import read_session, session_scope
 from shared.keystore import get_secret_box
 from shared.models import Agent, ProviderKey
-from shared.providers import Provider, make_provider
+from shared.providers import Provider, ProviderError, make_provider
 
 CHECK_TIMEOUT_SECONDS = 15.0
 
 
-def create_key(*, session: Session, body: KeyCreate) -> ProviderKey:
+def create_key(*, session: Session, body: KeyCreate, actor: Actor) -> ProviderKey:
     secret = body.api_key.get_secret_value().strip() if body.api_key else ""
     if session.exec(select(ProviderKey.id).where(ProviderKey.name == body.name)).first():
         raise Conflict(f"a key named '{body.name}' already exists")
@@ -35,6 +39,15 @@ def create_key(*, session: Session, body: KeyCreate) -> ProviderKey:
         session.flush()
     except IntegrityError as exc:
         raise Conflict(f"a key named '{body.name}' already exists") from exc
+    audit.record(
+        session,
+        actor,
+        "key.created",
+        target_type="key",
+        target_id=key.id,
+        target_name=key.name,
+        detail={"provider": key.provider, "base_url": key.base_url, "hint": key.key_hint},
+    )
     return key
 
 
@@ -58,7 +71,7 @@ def list_keys(*, session: Session) -> list[ProviderKey]:
     return list(session.exec(select(ProviderKey).order_by(ProviderKey.name)).all())
 
 
-def update_key(*, session: Session, key_id: str, body: KeyUpdate) -> ProviderKey:
+def update_key(*, session: Session, key_id: str, body: KeyUpdate, actor: Actor) -> ProviderKey:
     """Change what was sent; a null limit clears it. Workers read the limits at each
     step, so a change holds from the next call on."""
     key = get_key(session=session, key_id=key_id)
@@ -75,10 +88,19 @@ def update_key(*, session: Session, key_id: str, body: KeyUpdate) -> ProviderKey
         session.flush()
     except IntegrityError as exc:
         raise Conflict(f"a key named '{new_name}' already exists") from exc
+    audit.record(
+        session,
+        actor,
+        "key.updated",
+        target_type="key",
+        target_id=key.id,
+        target_name=key.name,
+        detail=changes,
+    )
     return key
 
 
-def delete_key(*, session: Session, key_id: str) -> None:
+def delete_key(*, session: Session, key_id: str, actor: Actor) -> None:
     key = get_key(session=session, key_id=key_id)
     users = session.exec(select(Agent.name).where(Agent.key_id == key.id)).all()
     if users:
@@ -87,6 +109,39 @@ def delete_key(*, session: Session, key_id: str) -> None:
             "move them to another key first"
         )
     session.delete(key)
+    audit.record(
+        session, actor, "key.deleted", target_type="key", target_id=key.id, target_name=key.name
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class KeyCheck:
+    ok: bool
+    provider: str
+    models: list[str]
+    error: str | None = None
+
+
+def test_key(key_id: str, actor: Actor) -> KeyCheck:
+    """Ask the provider for its models with this key: ok, or the provider's own error
+    (scrubbed of the secret). Recorded in the audit log either way."""
+    key = load_key(key_id)
+    with check_client() as client:
+        try:
+            result = KeyCheck(True, key.provider, sorted(provider_for(key, client).list_models()))
+        except ProviderError as exc:
+            result = KeyCheck(False, key.provider, [], str(exc))
+    with session_scope() as session:
+        audit.record(
+            session,
+            actor,
+            "key.tested",
+            target_type="key",
+            target_id=key.id,
+            target_name=key.name,
+            detail={"ok": result.ok, "error": result.error},
+        )
+    return result
 
 
 def provider_for(key: ProviderKey, client: httpx.Client) -> Provider:

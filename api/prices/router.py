@@ -6,8 +6,9 @@ from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 from sqlmodel import select
 
-from api.deps import CurrentToken, ReadSessionDep, SessionDep
+from api.deps import Admin, ReadSessionDep, SessionDep, Viewer
 from api.keys.schemas import ProviderName
+from shared import audit
 from shared.models import ModelPrice, utcnow
 from shared.prices_store import forget_cached_prices
 from shared.pricing import shipped_prices, shipped_prices_as_of
@@ -43,7 +44,7 @@ class PriceList(BaseModel):
 
 
 @router.get("", response_model=PriceList)
-def list_prices(session: ReadSessionDep, _: CurrentToken) -> PriceList:
+def list_prices(session: ReadSessionDep, _: Viewer) -> PriceList:
     prices: dict[tuple[str, str], PricePublic] = {
         (provider, model): PricePublic(
             provider=provider,
@@ -72,7 +73,7 @@ def list_prices(session: ReadSessionDep, _: CurrentToken) -> PriceList:
 
 @router.put("/{provider}/{model:path}", response_model=PricePublic)
 def set_price(
-    provider: ProviderName, model: str, body: PriceSet, session: SessionDep, _: CurrentToken
+    provider: ProviderName, model: str, body: PriceSet, session: SessionDep, who: Admin
 ) -> PricePublic:
     """Override (or add) the price of a model, in USD per million tokens."""
     row = session.exec(
@@ -86,6 +87,14 @@ def set_price(
     row.updated_at = utcnow()
     session.add(row)
     session.flush()
+    audit.record(
+        session,
+        who.actor,
+        "price.set",
+        target_type="price",
+        target_name=f"{provider}/{model}",
+        detail=body.model_dump(mode="json"),
+    )
     forget_cached_prices()
     return PricePublic(
         provider=provider,

@@ -4,7 +4,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Response, status
 
-from api.deps import CurrentToken, ReadSessionDep
+from api.deps import Member, ReadSessionDep, Viewer
 from api.runs import service
 from api.runs.schemas import (
     IDEMPOTENCY_HEADER,
@@ -37,13 +37,13 @@ IdempotencyKey = Annotated[
 @router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=RunAccepted)
 def submit_run(
     body: RunCreate,
-    _: CurrentToken,
+    who: Member,
     response: Response,
     idempotency_key: IdempotencyKey = None,
 ) -> RunAccepted:
     """Accept a run at once; workers execute its steps. Poll GET /runs/{id}.
     A replayed Idempotency-Key answers with the existing run and `Idempotent-Replayed: true`."""
-    created = service.submit_run(body, idempotency_key=idempotency_key)
+    created = service.submit_run(body, actor=who.actor, idempotency_key=idempotency_key)
     if created.replayed:
         response.headers[REPLAYED_HEADER] = "true"
     return RunAccepted(id=created.run_id, status=created.status)
@@ -52,7 +52,7 @@ def submit_run(
 @router.get("", response_model=RunList)
 def list_runs(
     session: ReadSessionDep,
-    _: CurrentToken,
+    _: Viewer,
     status: Annotated[RunStatus | None, Query()] = None,
     workflow: Annotated[str | None, Query(max_length=100)] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
@@ -65,14 +65,14 @@ def list_runs(
 
 
 @router.get("/{run_id}", response_model=RunPublic)
-def get_run(run_id: str, session: ReadSessionDep, _: CurrentToken) -> RunPublic:
+def get_run(run_id: str, session: ReadSessionDep, _: Viewer) -> RunPublic:
     return service.get_run(session=session, run_id=run_id)
 
 
 @router.post("/{run_id}/cancel", response_model=RunPublic)
-def cancel_run(run_id: str, _: CurrentToken) -> RunPublic:
+def cancel_run(run_id: str, who: Member) -> RunPublic:
     """Cancel a run: waiting steps never call a provider; a step already calling one
     finishes (it is paid for), but its output is discarded. 409 if the run had ended."""
-    service.cancel_run(run_id)
+    service.cancel_run(run_id, actor=who.actor)
     with read_session() as session:
         return service.get_run(session=session, run_id=run_id)

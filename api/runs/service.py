@@ -14,6 +14,8 @@ from api.runs.schemas import (
     StepPublic,
 )
 from api.workflows.service import find_workflow
+from shared import audit
+from shared.audit import Actor
 from shared.db import transaction
 from shared.models import Run, StepRun, Workflow, WorkflowVersion
 from shared.pricing import nanos_to_usd
@@ -22,7 +24,7 @@ from worker import lifecycle
 from worker.dispatch import enqueue_steps
 
 
-def submit_run(body: RunCreate, *, idempotency_key: str | None = None) -> CreatedRun:
+def submit_run(body: RunCreate, *, actor: Actor, idempotency_key: str | None = None) -> CreatedRun:
     """Insert the run and its steps in one transaction, then enqueue the ready steps.
     A replayed Idempotency-Key returns the existing run and enqueues nothing."""
     try:
@@ -30,6 +32,15 @@ def submit_run(body: RunCreate, *, idempotency_key: str | None = None) -> Create
             created = create_run(
                 db, workflow=body.workflow, input=body.input, idempotency_key=idempotency_key
             )
+            if not created.replayed:
+                audit.record(
+                    db,
+                    actor,
+                    "run.started",
+                    target_type="run",
+                    target_id=created.run_id,
+                    target_name=body.workflow,
+                )
     except RunRejected as exc:
         raise Unprocessable([field_error(exc.field, str(exc), step=exc.step)]) from exc
     except IdempotencyKeyReused as exc:
@@ -39,11 +50,12 @@ def submit_run(body: RunCreate, *, idempotency_key: str | None = None) -> Create
     return created
 
 
-def cancel_run(run_id: str) -> None:
+def cancel_run(run_id: str, *, actor: Actor) -> None:
     """Cancel a queued or running run; a finished one is a conflict."""
     try:
         with transaction() as db:
             lifecycle.cancel_run(db, run_id)
+            audit.record(db, actor, "run.cancelled", target_type="run", target_id=run_id)
     except LookupError:
         raise NotFound(f"no run with id '{run_id}'") from None
     except lifecycle.RunAlreadyFinished as exc:

@@ -8,6 +8,8 @@ from sqlmodel import Session, select
 
 from api.errors import Conflict, NotFound, Unprocessable
 from api.workflows.schemas import WorkflowPublic
+from shared import audit
+from shared.audit import Actor
 from shared.models import Agent, Workflow, WorkflowVersion, utcnow
 from shared.workflow_spec import (
     WorkflowInvalid,
@@ -47,7 +49,9 @@ def parse_and_validate(*, session: Session, body: bytes, content_type: str) -> W
     return spec
 
 
-def create_workflow(*, session: Session, spec: WorkflowSpec) -> tuple[Workflow, WorkflowVersion]:
+def create_workflow(
+    *, session: Session, spec: WorkflowSpec, actor: Actor
+) -> tuple[Workflow, WorkflowVersion]:
     if session.exec(select(Workflow.id).where(Workflow.name == spec.name)).first():
         raise Conflict(f"a workflow named '{spec.name}' already exists; PUT to change it")
     workflow = Workflow(name=spec.name, current_version=1)
@@ -57,11 +61,24 @@ def create_workflow(*, session: Session, spec: WorkflowSpec) -> tuple[Workflow, 
     )
     session.add(version)
     session.flush()
+    _audit(session, actor, "workflow.created", workflow)
     return workflow, version
 
 
+def _audit(session: Session, actor: Actor, action: str, workflow: Workflow) -> None:
+    audit.record(
+        session,
+        actor,
+        action,
+        target_type="workflow",
+        target_id=workflow.id,
+        target_name=workflow.name,
+        detail={"version": workflow.current_version},
+    )
+
+
 def update_workflow(
-    *, session: Session, workflow: Workflow, spec: WorkflowSpec
+    *, session: Session, workflow: Workflow, spec: WorkflowSpec, actor: Actor
 ) -> tuple[Workflow, WorkflowVersion]:
     """A new version; runs already submitted keep the version they started with."""
     if (
@@ -80,6 +97,7 @@ def update_workflow(
     session.add(workflow)
     session.add(version)
     session.flush()
+    _audit(session, actor, "workflow.updated", workflow)
     return workflow, version
 
 
