@@ -57,10 +57,13 @@ def ownkey(args: list[str], *, env: dict[str, str], log_dir: Path, name: str) ->
     return Proc(name=name, process=process, log_path=log_path)
 
 
-def run_ownkey(args: list[str], *, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+def run_ownkey(
+    args: list[str], *, env: dict[str, str], input: str | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "shared.cli", *args],
         env=env,
+        input=input,
         capture_output=True,
         text=True,
         timeout=120,
