@@ -29,7 +29,7 @@ STAMP_RUN  := $(VENV)/.installed-run-$(PYPROJECT_HASH)
 STAMP_TEST := $(VENV)/.installed-test-$(PYPROJECT_HASH)
 STAMP_BENCH := $(VENV)/.installed-bench-$(PYPROJECT_HASH)
 
-.PHONY: help venv install install-test install-bench run test lint bench fake-llm clean
+.PHONY: help venv install install-test install-bench browser run test lint bench fake-llm clean
 
 help:
 	@sed -n 's/^#   make/  make/p' $(firstword $(MAKEFILE_LIST))
@@ -98,8 +98,23 @@ run: install
 # PostgreSQL tests run when a server answers at OWNKEY_TEST_POSTGRES_URL
 # (default postgresql+psycopg://postgres@127.0.0.1:5432/test); they skip otherwise,
 # and fail when CI=true.
-test: install-test lint
+test: install-test browser lint
 	$(BIN)/pytest -q
+
+# The web UI's browser tests drive Debian's chromium through Playwright (Playwright's own
+# browser download needs a CDN). Installed here when missing and apt-get is available;
+# elsewhere set OWNKEY_TEST_CHROMIUM=/path/to/chromium, or the browser tests skip.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+browser:
+	@if [ -n "$$OWNKEY_TEST_CHROMIUM" ] || command -v chromium >/dev/null 2>&1 || \
+	    command -v chromium-browser >/dev/null 2>&1; then exit 0; fi; \
+	if command -v apt-get >/dev/null 2>&1; then \
+		echo "installing Debian's chromium for the web UI's browser tests"; \
+		$(SUDO) apt-get install -y --no-install-recommends chromium || \
+		{ $(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends chromium; }; \
+	else \
+		echo "no chromium and no apt-get: set OWNKEY_TEST_CHROMIUM, or the browser tests skip"; \
+	fi
 
 lint: install-test
 	$(BIN)/ruff check .

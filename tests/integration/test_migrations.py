@@ -94,3 +94,27 @@ def test_a_second_upgrade_is_harmless(database_url: str) -> None:
         engine.dispose()
     assert len(versions) == 1
     assert differences(database_url) == []
+
+
+def test_tokens_made_before_users_existed_get_a_password_less_admin(database_url: str) -> None:
+    upgrade_database(database_url, "0002")
+    engine = create_engine(database_url)
+    try:
+        with engine.begin() as db:
+            for token_id in ("t1", "t2"):
+                db.execute(
+                    text(
+                        "INSERT INTO api_tokens (id, name, token_hash, created_at) "
+                        "VALUES (:id, 'old', :hash, CURRENT_TIMESTAMP)"
+                    ),
+                    {"id": token_id, "hash": token_id * 32},
+                )
+        upgrade_database(database_url)
+        with engine.connect() as db:
+            users = db.execute(text("SELECT id, username, role, password_hash FROM users")).all()
+            owners = set(db.execute(text("SELECT user_id FROM api_tokens")).scalars())
+    finally:
+        engine.dispose()
+    assert [(u.username, u.role, u.password_hash) for u in users] == [("admin", "admin", None)]
+    assert owners == {users[0].id}
+    assert differences(database_url) == []

@@ -120,6 +120,18 @@ def test_up_runs_everything_and_stops_cleanly(tmp_path: Path, fake_llm: FakeLLM)
         assert (
             httpx.get(f"http://127.0.0.1:{flower_port}/healthcheck", timeout=10).status_code == 200
         )
+        # The first admin's password is printed once, and signs in to the web UI.
+        login = re.search(r"first sign-in: user (\S+), password (\S+)", banner)
+        assert login, banner
+        web = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10)
+        form = web.get("/login").text
+        csrf = re.search(r'name="csrf_token" value="([^"]+)"', form).group(1)  # type: ignore[union-attr]
+        signed_in = web.post(
+            "/login",
+            data={"username": login.group(1), "password": login.group(2), "csrf_token": csrf},
+        )
+        assert signed_in.status_code == 303, signed_in.text
+        assert web.get("/api/v1/me").json()["role"] == "admin"
 
         family = descendants(up.pid)
         assert len(family) >= 5  # redis, api, worker, beat, flower (and their children)
