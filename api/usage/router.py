@@ -5,6 +5,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
 from pydantic import BaseModel
+from sqlmodel import Session
 
 from api.deps import ReadSessionDep, Viewer
 from api.errors import Unprocessable
@@ -85,6 +86,13 @@ def usage(
     """Tokens and cost of the steps that finished in the period, grouped. The cost is
     the exact sum of the steps' costs; `unpriced_steps` used a model with no price."""
     first, after_last = period(start, end)
+    return build_report(session, first, after_last, group_by)
+
+
+def build_report(
+    session: Session, first: datetime, after_last: datetime, group_by: GroupBy
+) -> UsageReport:
+    """The report for [first, after_last): the API's answer, and the web UI's figures."""
     rows = usage_report(session, start=first, end=after_last, group_by=group_by)
     return UsageReport(
         start=first,

@@ -1,7 +1,103 @@
-"""Web UI pages: runs."""
+"""Web UI pages: runs. A filtered, paged list, and a run page that static/run.js keeps
+up to date (from GET /api/v1/runs/{id}) until the run has ended."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import json
+from typing import Annotated
+from urllib.parse import urlencode
 
-router = APIRouter(include_in_schema=False)
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import RedirectResponse, Response
+
+from api.errors import Conflict, NotFound
+from api.runs import service
+from api.web import graph
+from api.web.render import render
+from api.web.session import FormMember, PageViewer
+from api.workflows.service import list_workflows
+from shared.db import read_session
+from shared.models import FINAL_RUN_STATUSES, RunStatus
+
+router = APIRouter(prefix="/runs", include_in_schema=False)
+
+PAGE_SIZE = 25
+
+
+@router.get("")
+def list_page(
+    request: Request,
+    who: PageViewer,
+    status: Annotated[str, Query(max_length=32)] = "",
+    workflow: Annotated[str, Query(max_length=100)] = "",
+    page: Annotated[int, Query(ge=1, le=100_000)] = 1,
+) -> Response:
+    statuses = [s.value for s in RunStatus]
+    unknown_status = status and status not in statuses
+    with read_session() as session:
+        runs, count = service.list_runs(
+            session=session,
+            status=None if unknown_status else status or None,
+            workflow=workflow or None,
+            limit=PAGE_SIZE,
+            offset=(page - 1) * PAGE_SIZE,
+        )
+        workflow_names = [w.name for w in list_workflows(session=session)]
+    filters = {k: v for k, v in (("status", status), ("workflow", workflow)) if v}
+    return render(
+        request,
+        "runs_list.html",
+        who,
+        runs=runs,
+        count=count,
+        page=page,
+        pages=max(1, -(-count // PAGE_SIZE)),
+        first=(page - 1) * PAGE_SIZE + 1,
+        statuses=statuses,
+        workflow_names=workflow_names,
+        status=status,
+        workflow=workflow,
+        unknown_status=unknown_status,
+        query=lambda **change: "?" + urlencode({**filters, **change}),
+    )
+
+
+def _run_page(
+    request: Request, who: PageViewer, run_id: str, *, message: str | None = None
+) -> Response:
+    try:
+        with read_session() as session:
+            run = service.get_run(session=session, run_id=run_id)
+    except NotFound as exc:
+        return render(
+            request, "error.html", who, status_code=404, title="Not found", message=exc.message
+        )
+    nodes = graph.nodes_of(step.model_dump() for step in run.steps)
+    return render(
+        request,
+        "run.html",
+        who,
+        run=run,
+        live=not (run.status in FINAL_RUN_STATUSES and run.finished_at),
+        cancellable=run.status not in FINAL_RUN_STATUSES,
+        graph_svg=graph.render_svg(nodes, {step.id: step.status for step in run.steps}),
+        input_json=json.dumps(run.input, indent=2, ensure_ascii=False),
+        message=message,
+        status_code=409 if message else 200,
+    )
+
+
+@router.get("/{run_id}")
+def run_page(request: Request, run_id: str, who: PageViewer) -> Response:
+    return _run_page(request, who, run_id)
+
+
+@router.post("/{run_id}/cancel")
+def cancel(request: Request, run_id: str, who: FormMember) -> Response:
+    try:
+        service.cancel_run(run_id, actor=who.actor)
+    except Conflict as exc:
+        return _run_page(request, who, run_id, message=exc.message)
+    except NotFound:
+        return _run_page(request, who, run_id)  # a 404 page
+    return RedirectResponse(f"/runs/{run_id}", status_code=303)

@@ -23,9 +23,10 @@ class SignInRequired(Exception):
 
 
 class PageForbidden(Exception):
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, who: Principal) -> None:
         super().__init__(message)
         self.message = message
+        self.who = who
 
 
 async def page_principal(request: Request) -> Principal:
@@ -47,14 +48,16 @@ def page_role(role: Role, *, form: bool = False) -> Any:
         if not who.may(role):
             raise PageForbidden(
                 f"This needs the {role} role or above; you are signed in as "
-                f"{who.username} ({who.role}). Ask an admin."
+                f"{who.username} ({who.role}). Ask an admin.",
+                who,
             )
         if form:
             sent = (await request.form()).get("csrf_token")
             if not csrf_matches(who, sent if isinstance(sent, str) else None):
                 raise PageForbidden(
                     "This form had expired or did not come from ownkey (CSRF check). "
-                    "Go back, reload the page and send it again."
+                    "Go back, reload the page and send it again.",
+                    who,
                 )
         return who
 

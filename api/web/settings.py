@@ -8,23 +8,17 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import RedirectResponse, Response
 
 from api.deps import forget_cached_tokens
-from api.errors import ApiError, Unprocessable
+from api.errors import ApiError
 from api.tokens import service as tokens
 from api.users import service as users
 from api.users.schemas import UserCreate, UserUpdate
+from api.web.forms import api_errors
 from api.web.render import render
 from api.web.session import FormAdmin, FormMember, FormViewer, PageAdmin, PageViewer
 from shared.db import read_session, session_scope
 from shared.models import Role
 
 router = APIRouter(prefix="/settings", include_in_schema=False)
-
-
-def _field_errors(exc: ApiError) -> dict[str, str]:
-    """{field: message} from a 422, for showing each message next to its field."""
-    if isinstance(exc, Unprocessable) and isinstance(exc.detail, list):
-        return {str(e["loc"][-1]): str(e["msg"]) for e in exc.detail}
-    return {"_form": exc.message}
 
 
 # --- Account -------------------------------------------------------------------------
@@ -52,7 +46,7 @@ def change_password(
                 session, who.user_id, current_password, new_password, who.actor
             )
     except ApiError as exc:
-        errors = _field_errors(exc)
+        errors = api_errors(exc, ("current_password", "new_password", "repeat_password"))
         return render(request, "settings_account.html", who, errors=errors, status_code=422)
     # The new password ended every session, this one included: sign in again.
     return RedirectResponse("/login?next=/settings/account", status_code=303)
@@ -105,7 +99,7 @@ def create_token(
                 owner = (found.id, found.username)
             created = tokens.create_token(session, name=name, actor=who.actor, owner=owner)
     except ApiError as exc:
-        return _tokens_page(request, who, errors=_field_errors(exc))
+        return _tokens_page(request, who, errors=api_errors(exc, ("name", "user")))
     return _tokens_page(request, who, created=created.token, errors={})
 
 
@@ -166,9 +160,7 @@ def create_user(
                 session, UserCreate(username=username.strip(), role=Role(role)), who.actor
             )
     except ApiError as exc:
-        errors = _field_errors(exc)
-        if "_form" in errors:
-            errors = {"username": errors.pop("_form")}
+        errors = api_errors(exc, ("username", "role"), conflict_field="username")
         return _users_page(request, who, errors=errors, form=form)
     except ValueError as exc:  # pydantic: empty or too long a name
         return _users_page(request, who, errors={"username": str(exc).splitlines()[-1]}, form=form)
