@@ -7,12 +7,14 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from shared.embedded_redis import EmbeddedRedis, start_redis
+from tests.browser import launch_chromium
 from tests.processes import FakeLLM, Stack, start_fake_llm, start_stack
 
 TEST_SECRET_KEY = "integration-tests-master-key-" + "x" * 20
@@ -106,3 +108,9 @@ def stack(
     running.stop()
     if pg is not None:
         next(pg, None)
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    """Headless Debian chromium, driven by Playwright (one for the whole session)."""
+    yield from launch_chromium()

@@ -7,13 +7,11 @@ from __future__ import annotations
 import html
 import re
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.browser import launch_chromium
 from tests.processes import FakeLLM, Stack
 from tests.web_session import csrf_token, make_user, sign_in
 
@@ -396,11 +394,6 @@ def test_the_agents_pages_show_the_models_price(stack: Stack) -> None:
 
 
 # --- in a browser ----------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    yield from launch_chromium()
 
 
 def test_the_model_dropdown_lists_the_keys_models_in_a_browser(

@@ -17,7 +17,6 @@ import httpx
 import pytest
 
 from api.web.render import usd
-from tests.browser import launch_chromium
 from tests.processes import FakeLLM, Stack
 from tests.web_session import csrf_token, make_user, sign_in
 
@@ -538,11 +537,6 @@ def test_a_form_post_without_the_csrf_token_is_refused_and_changes_nothing(
 
 
 # --- in a browser ----------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    yield from launch_chromium()
 
 
 def _page_for(browser: Any, stack: Stack, client: httpx.Client) -> Any:
