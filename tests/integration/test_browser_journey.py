@@ -13,6 +13,7 @@ chosen ones to docs/).
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from decimal import Decimal
 from typing import Any
@@ -37,10 +38,8 @@ class Recorder:
         def keep(response: Any) -> None:
             kind = response.request.resource_type
             if kind in ("document", "xhr", "fetch"):
-                try:
+                with contextlib.suppress(Exception):  # a redirect has no body
                     self.bodies.append(response.text())
-                except Exception:  # a redirect has no body
-                    pass
 
         page.on("response", keep)
 
