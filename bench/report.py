@@ -60,9 +60,13 @@ def rows(results: list[ScenarioResult]) -> list[tuple[str, ...]]:
     return out
 
 
-def text_table(results: list[ScenarioResult]) -> str:
+def text_table(results: list[ScenarioResult], *, judge: bool = True) -> str:
+    """The results as a text table; without `judge` (smoke scale, whose figures are too
+    small to mean anything) the target and result columns are left out."""
     table = [HEADERS, *rows(results)]
-    widths = [max(len(r[i]) for r in table) for i in range(len(HEADERS))]
+    if not judge:
+        table = [row[:-2] for row in table]
+    widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)) for r in table]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)

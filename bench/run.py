@@ -152,7 +152,10 @@ def main(argv: list[str] | None = None) -> int:
         report = markdown(
             results, db=args.db, db_version=version, scale=scale.name, command=command.strip()
         )
-        print(text_table(results))
+        judged = scale.name == "full"
+        print(text_table(results, judge=judged))
+        if not judged:
+            print(f"  ({scale.name} scale: figures too small to judge against the targets)")
         for result in results:
             for note in result.notes:
                 print(f"  [{result.key}] {note}")

@@ -1,5 +1,6 @@
-"""Sizes of each scenario: ``full`` is what the issue asks for, ``smoke`` keeps the whole
-suite well under a minute (CI runs it to keep the benchmark from rotting)."""
+"""Sizes of each scenario: ``full`` is the specified size (the one the targets are read
+on), ``smoke`` keeps the whole suite well under a minute (CI runs it to keep the
+benchmark from rotting)."""
 
 from __future__ import annotations
 

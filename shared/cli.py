@@ -309,7 +309,8 @@ def main() -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     # httpx and httpcore log every request line at INFO/DEBUG: noise at best.
-    for noisy in ("httpx", "httpcore", "hpack"):
+    # Alembic announces each of its plugins at INFO when it is imported.
+    for noisy in ("httpx", "httpcore", "hpack", "alembic.runtime.plugins"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         app()
