@@ -3,6 +3,7 @@
 #   make run        install and start the whole platform on this machine (ownkey up)
 #   make test       install the test extras and run the whole test suite
 #   make lint       ruff and mypy
+#   make screenshots  run the browser journey test and refresh the README's pictures in docs/
 #   make bench      the benchmark suite at full size; writes BENCHMARKS.md (ARGS="--db postgres")
 #   make fake-llm   a fake LLM provider on FAKE_PORT (for demos and the README walk-through)
 #   make clean      remove .venv and caches (keeps .ownkey: your data and master key)
@@ -29,7 +30,7 @@ STAMP_RUN  := $(VENV)/.installed-run-$(PYPROJECT_HASH)
 STAMP_TEST := $(VENV)/.installed-test-$(PYPROJECT_HASH)
 STAMP_BENCH := $(VENV)/.installed-bench-$(PYPROJECT_HASH)
 
-.PHONY: help venv install install-test install-bench browser run test lint bench fake-llm clean
+.PHONY: help venv install install-test install-bench browser run test lint screenshots bench fake-llm clean
 
 help:
 	@sed -n 's/^#   make/  make/p' $(firstword $(MAKEFILE_LIST))
@@ -115,6 +116,13 @@ browser:
 	else \
 		echo "no chromium and no apt-get: set OWNKEY_TEST_CHROMIUM, or the browser tests skip"; \
 	fi
+
+# The README's pictures are the browser journey test's screenshots of these pages.
+UI_PICTURES := keys agent-form workflow run usage
+screenshots: install-test browser
+	$(BIN)/pytest -q tests/integration/test_browser_journey.py
+	@for name in $(UI_PICTURES); do cp test-output/screenshots/$$name.png docs/ui-$$name.png; done
+	@echo "docs/ui-*.png refreshed"
 
 lint: install-test
 	$(BIN)/ruff check .
