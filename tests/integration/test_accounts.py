@@ -3,9 +3,13 @@ cookie-authenticated changes, sign-in throttling, per-user tokens and the audit 
 
 from __future__ import annotations
 
+import re
+
 import httpx
 import pytest
+from fastapi.routing import APIRoute
 
+from api.web.router import PAGE_ROUTERS
 from tests.processes import Stack, run_ownkey
 from tests.web_session import PASSWORD, csrf_token, make_user, sign_in
 
@@ -151,3 +155,42 @@ def test_the_last_admin_cannot_be_demoted(stack: Stack) -> None:
     last = admins[0]
     refused = admin.patch(f"/users/{last['id']}", json={"disabled": True})
     assert refused.status_code == 409 and "last admin" in refused.json()["detail"]
+
+
+def test_behind_a_tls_proxy_the_session_cookie_is_secure(stack: Stack) -> None:
+    user = make_user(stack, "viewer")
+    # A proxy on this host terminates TLS and says so; uvicorn trusts 127.0.0.1.
+    client = httpx.Client(
+        base_url=stack.api_url, headers={"X-Forwarded-Proto": "https"}, follow_redirects=False
+    )
+    form = client.get("/login")
+    token = form.text.split('name="csrf_token" value="')[1].split('"')[0]
+    assert "Secure" in form.headers["set-cookie"]  # the sign-in form's own CSRF cookie too
+    # httpx keeps Secure cookies off plain http: hand the form's cookie back as a browser
+    # behind the proxy would.
+    response = client.post(
+        "/login",
+        data={"username": user, "password": PASSWORD, "csrf_token": token},
+        headers={"Cookie": f"ownkey_login_csrf={form.cookies['ownkey_login_csrf']}"},
+    )
+    assert response.status_code == 303
+    cookie = response.headers["set-cookie"]
+    assert cookie.startswith("ownkey_session=") and "Secure" in cookie and "HttpOnly" in cookie
+
+
+def test_every_web_form_refuses_a_post_without_the_csrf_token(stack: Stack) -> None:
+    """Walks every POST route of the web UI (so a new form cannot forget the check)."""
+    posts = sorted(
+        route.path
+        for router in PAGE_ROUTERS
+        for route in router.routes
+        if isinstance(route, APIRoute) and "POST" in route.methods and route.path != "/login"
+    )
+    assert len(posts) >= 12, posts
+    client = sign_in(stack, make_user(stack, "admin"))
+    for path in posts:
+        url = re.sub(r"\{[^}]+\}", "does-not-matter", path)
+        refused = client.post(url, data={"name": "x", "username": "x", "csrf_token": "wrong"})
+        assert refused.status_code == 403, (path, refused.status_code, refused.text[:300])
+        assert "CSRF" in refused.text
+    assert client.get("/api/v1/me").status_code == 200  # still signed in: nothing happened
