@@ -33,8 +33,11 @@ class Recorder:
 
     def __init__(self) -> None:
         self.bodies: list[str] = []
+        self.urls: list[str] = []
 
     def attach(self, page: Any) -> None:
+        page.on("request", lambda request: self.urls.append(request.url))
+
         def keep(response: Any) -> None:
             kind = response.request.resource_type
             if kind in ("document", "xhr", "fetch"):
@@ -225,6 +228,11 @@ def test_the_whole_journey_in_a_browser(stack: Stack, fake_llm: FakeLLM, browser
         fake_llm.configure(valid_keys=[], latency_seconds=0.0)
         context.close()
 
+    # Nothing came from anywhere but ownkey itself: no CDN, no font service.
+    assert recorder.urls and all(url.startswith(base) for url in recorder.urls), {
+        url for url in recorder.urls if not url.startswith(base)
+    }
+    assert any(url.endswith("/static/app.css") for url in recorder.urls)
     # The secrets reached no page and no API answer the browser received.
     assert len(recorder.bodies) > 10
     for secret in secrets.values():
