@@ -12,14 +12,18 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.agents.router import router as agents_router
 from api.audit.router import router as audit_router
+from api.batches.router import router as batches_router
+from api.budgets.router import router as budgets_router
 from api.errors import install_error_handlers
 from api.keys.router import router as keys_router
 from api.prices.router import router as prices_router
 from api.runs.router import router as runs_router
+from api.schedules.router import router as schedules_router
 from api.tokens.router import router as tokens_router
 from api.usage.router import router as usage_router
 from api.users.router import router as users_router
 from api.web.router import install_web_ui
+from api.webhooks.router import router as webhooks_router
 from api.workflows.router import router as workflows_router
 from shared.config import get_settings
 from shared.db import get_engine
@@ -125,6 +129,10 @@ def create_app() -> FastAPI:
         users_router,
         tokens_router,
         audit_router,
+        schedules_router,
+        batches_router,
+        budgets_router,
+        webhooks_router,
     ):
         v1.include_router(router)
     app.include_router(v1)

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 
+from shared.cli_batch import batch_app
 from shared.config import get_settings
 from shared.models import Role
 
@@ -27,6 +28,7 @@ user_app = typer.Typer(help="Users of the web UI and their roles.", no_args_is_h
 app.add_typer(db_app, name="db")
 app.add_typer(token_app, name="token")
 app.add_typer(user_app, name="user")
+app.add_typer(batch_app, name="batch")
 
 
 def _fail(message: str) -> NoReturn:

@@ -47,6 +47,10 @@ class Settings(BaseSettings):
     # A step queued in SQL this long whose message is in no queue of the broker (lost in a
     # Redis restart, or never sent) is enqueued again.
     requeue_after_seconds: float = Field(default=30.0, gt=0)
+    # How often beat asks for due schedules to be fired (a fire happens within this much
+    # of its time), and for due webhook retries to be sent.
+    schedule_tick_seconds: float = Field(default=5.0, gt=0)
+    webhook_sweep_seconds: float = Field(default=10.0, gt=0)
 
     flower_port: int = 5555
     flower_basic_auth: SecretStr = SecretStr("")

@@ -78,6 +78,7 @@ class RunStatus(enum.StrEnum):
     succeeded = "succeeded"
     failed = "failed"
     cancelled = "cancelled"
+    budget_exceeded = "budget_exceeded"  # a budget ran out before a step could call
 
 
 class StepStatus(enum.StrEnum):
@@ -90,7 +91,9 @@ class StepStatus(enum.StrEnum):
     cancelled = "cancelled"  # running when its run was cancelled: usage kept, output discarded
 
 
-FINAL_RUN_STATUSES = frozenset({RunStatus.succeeded, RunStatus.failed, RunStatus.cancelled})
+FINAL_RUN_STATUSES = frozenset(
+    {RunStatus.succeeded, RunStatus.failed, RunStatus.cancelled, RunStatus.budget_exceeded}
+)
 FINAL_STEP_STATUSES = frozenset(
     {StepStatus.succeeded, StepStatus.failed, StepStatus.skipped, StepStatus.cancelled}
 )
@@ -185,6 +188,7 @@ class Run(SQLModel, table=True):
     # The client's Idempotency-Key and a SHA-256 of the request it came with.
     idempotency_key: str | None = Field(default=None, max_length=255)
     request_hash: str | None = Field(default=None, max_length=64)
+    batch_id: str | None = Field(default=None, max_length=32, index=True)
     created_at: datetime = Field(
         default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
     )
@@ -342,3 +346,7 @@ class ApiToken(SQLModel, table=True):
     )
     last_used_at: datetime | None = _ts()
     revoked_at: datetime | None = _ts()
+
+
+# Registers the schedules, batches, budgets and webhooks tables on the same metadata.
+from shared import automation_models  # noqa: E402, F401

@@ -31,7 +31,16 @@ def make_celery(settings: Settings) -> Celery:
             "OWNKEY_REDIS_URL is not set. Set it to your Redis (redis://host:6379/0), "
             "or run `ownkey up`, which starts a private Redis for you."
         )
-    app = Celery("ownkey", broker=settings.redis_url, include=["worker.tasks"])
+    app = Celery(
+        "ownkey",
+        broker=settings.redis_url,
+        include=[
+            "worker.tasks",
+            "worker.batch_tasks",
+            "worker.webhook_tasks",
+            "scheduler.tasks",
+        ],
+    )
     transport = {
         "visibility_timeout": VISIBILITY_TIMEOUT_SECONDS,
         "max_connections": max(64, settings.worker_concurrency * 2),

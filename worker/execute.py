@@ -29,6 +29,7 @@ from worker.db_retry import is_transient_db_error, with_db_retry
 from worker.dispatch import enqueue_step_later, enqueue_steps
 from worker.http_clients import thread_client
 from worker.retry_policy import DEFAULT_MAX_ATTEMPTS, DEFAULT_POLICY
+from worker.run_events import run_closed
 
 log = logging.getLogger(__name__)
 HOST = socket.gethostname()
@@ -88,12 +89,12 @@ def execute_step(step_id: str) -> None:
     result = _result_from(claim, prompt, completion)
     entry = _attempt_entry(claim, started, status_code=200)
 
-    def record() -> list[str]:
+    def record() -> lifecycle.Advance:
         with transaction() as db:
             return lifecycle.complete_step(db, claim, result, entry)
 
     try:
-        ready = with_db_retry(record, what=f"recording step {step_id}")
+        advance = with_db_retry(record, what=f"recording step {step_id}")
     except DBAPIError as exc:
         if is_transient_db_error(exc):
             raise  # the database stayed away: the lease runs out and the step runs again
@@ -101,7 +102,14 @@ def execute_step(step_id: str) -> None:
         message = f"the provider's answer could not be stored ({type(exc.orig).__name__})"
         _fail(claim, started, message, kind="StorageError", prompt=None)
         return
-    enqueue_steps(ready)
+    enqueue_steps(advance.ready)
+    _after(claim, advance)
+
+
+def _after(claim: lifecycle.Claim, advance: lifecycle.Advance) -> None:
+    """What follows a committed outcome that closed the run."""
+    if advance.closed:
+        run_closed(claim.run_id, batch_id=claim.batch_id, workflow_id=claim.workflow_id)
 
 
 def _render(claim: lifecycle.Claim) -> str:
@@ -146,14 +154,16 @@ def _wait_for_rate_limit(claim: lifecycle.Claim, wait: float) -> None:
     """No room in the key's limits: hand the step back without spending an attempt,
     and free this worker slot until the room returns."""
 
-    def record() -> bool:
+    def record() -> lifecycle.Advance:
         with transaction() as db:
             return lifecycle.retry_step_later(
                 db, claim, delay_seconds=wait, attempt_entry=None, count_attempt=False
             )
 
-    if with_db_retry(record, what=f"deferring step {claim.step_id}"):
+    advance = with_db_retry(record, what=f"deferring step {claim.step_id}")
+    if advance.ready:
         enqueue_step_later(claim.step_id, countdown=wait)
+    _after(claim, advance)
 
 
 def _result_from(
@@ -195,13 +205,13 @@ def _fail(
         claim, started, status_code=status_code, error=detail or message, kind=kind
     )
 
-    def record() -> None:
+    def record() -> lifecycle.Advance:
         with transaction() as db:
-            lifecycle.fail_step(
+            return lifecycle.fail_step(
                 db, claim, error=message, error_kind=kind, attempt_entry=entry, prompt=prompt
             )
 
-    with_db_retry(record, what=f"recording the failure of step {claim.step_id}")
+    _after(claim, with_db_retry(record, what=f"recording the failure of step {claim.step_id}"))
 
 
 def _handle_provider_error(
@@ -230,12 +240,14 @@ def _handle_provider_error(
         claim, started, status_code=exc.status_code, error=str(exc), kind=kind, wait=delay
     )
 
-    def record() -> bool:
+    def record() -> lifecycle.Advance:
         with transaction() as db:
             return lifecycle.retry_step_later(db, claim, delay_seconds=delay, attempt_entry=entry)
 
-    if with_db_retry(record, what=f"scheduling a retry of step {claim.step_id}"):
+    advance = with_db_retry(record, what=f"scheduling a retry of step {claim.step_id}")
+    if advance.ready:
         enqueue_step_later(claim.step_id, countdown=delay)
+    _after(claim, advance)
 
 
 def _attempt_entry(

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Connection, Table, and_, bindparam, func, or_, select, true, update
+from sqlalchemy import Connection, Table, and_, bindparam, or_, select, true, update
 
 from shared.models import (
     FINAL_STEP_STATUSES,
@@ -75,6 +75,8 @@ RUN_AND_KEY = (
     select(
         RUNS.c.input,
         RUNS.c.status,
+        RUNS.c.workflow_id,
+        RUNS.c.batch_id,
         KEYS.c.name,
         KEYS.c.base_url,
         KEYS.c.secret_ciphertext,
@@ -151,6 +153,18 @@ QUEUE_READY = (
 
 
 @dataclass(frozen=True, slots=True)
+class Advance:
+    """What a step's outcome did to its run: successors that became due (to enqueue after
+    the commit), and whether it closed the run (batches and webhooks then hear of it)."""
+
+    ready: list[str]
+    closed: bool = False
+
+
+NOTHING = Advance([])
+
+
+@dataclass(frozen=True, slots=True)
 class Claim:
     """Everything a worker needs to call the provider, read in the claim transaction."""
 
@@ -172,6 +186,8 @@ class Claim:
     run_input: dict[str, Any]
     upstream_outputs: dict[str, str]
     attempt_log: list[dict[str, Any]]
+    workflow_id: str = ""
+    batch_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,6 +256,8 @@ def claim_step(
         run_input=dict(run.input),
         upstream_outputs=upstream,
         attempt_log=list(step.attempt_log),
+        workflow_id=run.workflow_id,
+        batch_id=run.batch_id,
     )
 
 
@@ -268,8 +286,8 @@ def _finish_held_step(db: Connection, claim: Claim, **values: Any) -> bool:
 
 def complete_step(
     db: Connection, claim: Claim, result: StepResult, attempt_entry: dict[str, Any]
-) -> list[str]:
-    """Record a success; returns the ids of successor steps that became due."""
+) -> Advance:
+    """Record a success; returns the successor steps that became due."""
     now = utcnow()
     values = {
         "v_finished_at": now,
@@ -286,7 +304,7 @@ def complete_step(
         "v_attempt_log": [*claim.attempt_log, attempt_entry],
     }
     if db.execute(SUCCEED, {**_held(claim), **values}).rowcount != 1:
-        return []
+        return NOTHING
     # Adding to the totals takes the run's row lock before the siblings are read.
     run_status = db.execute(
         ADD_TO_RUN_TOTALS,
@@ -317,7 +335,7 @@ def fail_step(
     error_kind: str,
     attempt_entry: dict[str, Any],
     prompt: str | None = None,
-) -> None:
+) -> Advance:
     """Record a permanent failure: the run fails, naming the step; waiting steps are skipped."""
     now = utcnow()
     if not _finish_held_step(
@@ -330,7 +348,7 @@ def fail_step(
         error_kind=error_kind,
         attempt_log=[*claim.attempt_log, attempt_entry],
     ):
-        return
+        return NOTHING
     status = lock_run_status(db, claim.run_id)
     if status in LIVE_RUN_STATUSES:
         db.execute(
@@ -344,7 +362,7 @@ def fail_step(
         )
         status = RunStatus.failed
     skip_waiting_steps(db, claim.run_id, now)
-    advance_run(db, claim.run_id, status, now)
+    return advance_run(db, claim.run_id, status, now)
 
 
 def lock_run_status(db: Connection, run_id: str) -> str:
@@ -361,9 +379,9 @@ class RunAlreadyFinished(Exception):
         self.status = status
 
 
-def cancel_run(db: Connection, run_id: str) -> str:
+def cancel_run(db: Connection, run_id: str) -> Advance:
     """Cancel a run: waiting steps are skipped and never call a provider; a step that is
-    running finishes its call, but its output is discarded. Returns the run's status."""
+    running finishes its call, but its output is discarded."""
     status = lock_run_status(db, run_id)
     if status not in LIVE_RUN_STATUSES:
         raise RunAlreadyFinished(status)
@@ -374,8 +392,7 @@ def cancel_run(db: Connection, run_id: str) -> str:
         .values(status=RunStatus.cancelled, error="cancelled by request")
     )
     skip_waiting_steps(db, run_id, now)
-    advance_run(db, run_id, RunStatus.cancelled, now)
-    return RunStatus.cancelled
+    return advance_run(db, run_id, RunStatus.cancelled, now)
 
 
 def skip_waiting_steps(db: Connection, run_id: str, now: datetime) -> None:
@@ -396,10 +413,11 @@ def retry_step_later(
     delay_seconds: float,
     attempt_entry: dict[str, Any] | None,
     count_attempt: bool = True,
-) -> bool:
-    """Hand the step back as queued, due after the delay; True if the caller should
-    enqueue it. A wait that is not an attempt (a rate-limit slot) does not count one.
-    A step of a run that ended meanwhile (cancelled, failed) is skipped instead."""
+) -> Advance:
+    """Hand the step back as queued, due after the delay; `ready` holds the step when the
+    caller should enqueue it (with that countdown). A wait that is not an attempt (a
+    rate-limit slot) does not count one. A step of a run that ended meanwhile
+    (cancelled, failed) is skipped instead."""
     now = utcnow()
     values: dict[str, Any] = {
         "status": StepStatus.queued,
@@ -411,16 +429,15 @@ def retry_step_later(
     if not count_attempt:
         values["attempts"] = STEPS.c.attempts - 1
     if not _finish_held_step(db, claim, **values):
-        return False
+        return NOTHING
     status = lock_run_status(db, claim.run_id)
     if status in LIVE_RUN_STATUSES:
-        return True
+        return Advance([claim.step_id])
     skip_waiting_steps(db, claim.run_id, now)
-    advance_run(db, claim.run_id, status, now)
-    return False
+    return advance_run(db, claim.run_id, status, now)
 
 
-def advance_run(db: Connection, run_id: str, run_status: str, now: datetime) -> list[str]:
+def advance_run(db: Connection, run_id: str, run_status: str, now: datetime) -> Advance:
     """Queue the steps whose dependencies have all succeeded; close a run whose every
     step is final. The caller holds the run's row lock."""
     steps = db.execute(RUN_STEPS, {"run_id": run_id}).all()
@@ -434,11 +451,14 @@ def advance_run(db: Connection, run_id: str, run_status: str, now: datetime) -> 
         ]
     if ready:
         db.execute(QUEUE_READY, {"ready": ready, "now": now})
-        return ready
+        return Advance(ready)
     if all(s.status in FINAL_STEP_STATUSES for s in steps):
-        values: dict[str, Any] = {"finished_at": func.coalesce(RUNS.c.finished_at, now)}
+        values: dict[str, Any] = {"finished_at": now}
         if run_status in LIVE_RUN_STATUSES:
             failed = any(s.status == StepStatus.failed for s in steps)
             values["status"] = RunStatus.failed if failed else RunStatus.succeeded
-        db.execute(update(RUNS).where(RUNS.c.id == run_id).values(**values))
-    return []
+        closed = db.execute(
+            update(RUNS).where(RUNS.c.id == run_id, RUNS.c.finished_at.is_(None)).values(**values)
+        )
+        return Advance([], closed=closed.rowcount == 1)
+    return NOTHING

@@ -28,6 +28,7 @@ from worker import lifecycle
 from worker.broker_scan import step_ids_in_broker
 from worker.celery_app import DEFAULT_QUEUE
 from worker.dispatch import enqueue_steps
+from worker.run_events import announce_closed
 
 log = logging.getLogger(__name__)
 BATCH = 5000
@@ -69,7 +70,14 @@ def close_finished_runs() -> int:
             session.execute(
                 select(runs.c.id)
                 .where(
-                    runs.c.status.in_([RunStatus.queued, RunStatus.running, RunStatus.cancelled]),
+                    runs.c.status.in_(
+                        [
+                            RunStatus.queued,
+                            RunStatus.running,
+                            RunStatus.cancelled,
+                            RunStatus.budget_exceeded,
+                        ]
+                    ),
                     runs.c.finished_at.is_(None),
                     ~exists().where(
                         and_(
@@ -83,7 +91,9 @@ def close_finished_runs() -> int:
     for run_id in open_ids:
         with transaction() as db:
             status = lifecycle.lock_run_status(db, run_id)
-            lifecycle.advance_run(db, run_id, status, utcnow())
+            advance = lifecycle.advance_run(db, run_id, status, utcnow())
+        if advance.closed:
+            announce_closed(run_id)
     return len(open_ids)
 
 

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from sqlalchemy.exc import OperationalError
 
+from shared import webhooks
+from worker import batch_release
 from worker.celery_app import RECONCILE_TASK, STEP_TASK, get_celery
 from worker.execute import execute_step
 from worker.reconcile import reconcile
+from worker.run_events import RUN_CLOSED_TASK
 
 app = get_celery()
 
@@ -28,3 +31,10 @@ def step(step_id: str) -> None:
 @app.task(name=RECONCILE_TASK, ignore_result=True)  # type: ignore[untyped-decorator]
 def reconcile_steps() -> int:
     return reconcile()
+
+
+@app.task(name=RUN_CLOSED_TASK, ignore_result=True)  # type: ignore[untyped-decorator]
+def run_closed(run_id: str) -> None:
+    """A run closed: its batch moves on, its webhooks are queued."""
+    batch_release.on_run_closed(run_id)
+    webhooks.on_run_closed(run_id)

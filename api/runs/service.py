@@ -22,6 +22,7 @@ from shared.pricing import nanos_to_usd
 from shared.runs import CreatedRun, IdempotencyKeyReused, RunRejected, create_run
 from worker import lifecycle
 from worker.dispatch import enqueue_steps
+from worker.run_events import announce_closed
 
 
 def submit_run(body: RunCreate, *, actor: Actor, idempotency_key: str | None = None) -> CreatedRun:
@@ -54,7 +55,7 @@ def cancel_run(run_id: str, *, actor: Actor) -> None:
     """Cancel a queued or running run; a finished one is a conflict."""
     try:
         with transaction() as db:
-            lifecycle.cancel_run(db, run_id)
+            advance = lifecycle.cancel_run(db, run_id)
             audit.record(db, actor, "run.cancelled", target_type="run", target_id=run_id)
     except LookupError:
         raise NotFound(f"no run with id '{run_id}'") from None
@@ -62,6 +63,8 @@ def cancel_run(run_id: str, *, actor: Actor) -> None:
         raise Conflict(
             f"run '{run_id}' cannot be cancelled: it already ended ({exc.status})"
         ) from None
+    if advance.closed:
+        announce_closed(run_id)
 
 
 def _summary(run: Run, workflow: Workflow, version: int) -> dict[str, object]:

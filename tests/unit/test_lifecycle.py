@@ -73,17 +73,18 @@ def test_join_step_is_enqueued_exactly_once_and_sees_both_outputs(sqlite_db: str
     claim_a, claim_b = _claim(ids["a"]), _claim(ids["b"])
     assert claim_a and claim_b
     with transaction() as db:
-        assert lifecycle.complete_step(db, claim_a, _result("out-a"), {}) == []
+        assert lifecycle.complete_step(db, claim_a, _result("out-a"), {}) == lifecycle.NOTHING
     with transaction() as db:
-        assert lifecycle.complete_step(db, claim_b, _result("out-b"), {}) == [ids["c"]]
+        assert lifecycle.complete_step(db, claim_b, _result("out-b"), {}).ready == [ids["c"]]
     # Completing b again (a duplicate worker that lost its lease) changes nothing.
     with transaction() as db:
-        assert lifecycle.complete_step(db, claim_b, _result("again"), {}) == []
+        assert lifecycle.complete_step(db, claim_b, _result("again"), {}).ready == []
     claim_c = _claim(ids["c"])
     assert claim_c is not None
     assert claim_c.upstream_outputs == {"a": "out-a", "b": "out-b"}
     with transaction() as db:
-        assert lifecycle.complete_step(db, claim_c, _result("out-c", cost=None), {}) == []
+        last = lifecycle.complete_step(db, claim_c, _result("out-c", cost=None), {})
+        assert last.ready == [] and last.closed  # the last step closes the run
     with session_scope() as session:
         run = session.get_one(Run, run_id)
         assert run.status == RunStatus.succeeded and run.finished_at is not None
@@ -111,7 +112,9 @@ def test_retry_hands_the_step_back_not_before_its_delay(sqlite_db: str) -> None:
     claim = _claim(ids["a"])
     assert claim
     with transaction() as db:
-        assert lifecycle.retry_step_later(db, claim, delay_seconds=30, attempt_entry={"attempt": 1})
+        assert lifecycle.retry_step_later(
+            db, claim, delay_seconds=30, attempt_entry={"attempt": 1}
+        ).ready == [claim.step_id]
     assert _claim(ids["a"]) is None  # not due yet
     with session_scope() as session:
         step = session.get_one(StepRun, ids["a"])
@@ -129,7 +132,7 @@ def test_expired_lease_can_be_taken_over_and_the_old_holder_cannot_write(sqlite_
     new = _claim(ids["a"])
     assert new is not None and new.token != old.token
     with transaction() as db:
-        assert lifecycle.complete_step(db, old, _result("stale"), {}) == []
+        assert lifecycle.complete_step(db, old, _result("stale"), {}).ready == []
     with session_scope() as session:
         assert session.get_one(StepRun, ids["a"]).status == StepStatus.running
 
@@ -139,13 +142,13 @@ def test_cancel_skips_waiting_steps_and_discards_a_running_steps_output(sqlite_d
     running = _claim(ids["a"])
     assert running
     with transaction() as db:
-        assert lifecycle.cancel_run(db, run_id) == "cancelled"
+        assert lifecycle.cancel_run(db, run_id) == lifecycle.NOTHING  # a step still runs
     assert _claim(ids["b"]) is None  # a queued step never reaches the provider
     with session_scope() as session:
         run = session.get_one(Run, run_id)
         assert run.status == RunStatus.cancelled and run.finished_at is None  # a is running
     with transaction() as db:
-        assert lifecycle.complete_step(db, running, _result("late"), {}) == []
+        assert lifecycle.complete_step(db, running, _result("late"), {}).ready == []
     with session_scope() as session:
         run = session.get_one(Run, run_id)
         steps = {s.step_key: s for s in session.exec(select(StepRun)).all()}
@@ -168,7 +171,7 @@ def test_a_retry_of_a_cancelled_run_is_skipped_not_requeued(sqlite_db: str) -> N
     with transaction() as db:
         lifecycle.cancel_run(db, run_id)
     with transaction() as db:
-        assert not lifecycle.retry_step_later(db, claim, delay_seconds=1, attempt_entry={})
+        assert not lifecycle.retry_step_later(db, claim, delay_seconds=1, attempt_entry={}).ready
     with session_scope() as session:
         assert session.get_one(StepRun, ids["a"]).status == StepStatus.skipped
         assert session.get_one(Run, run_id).finished_at is not None
