@@ -165,13 +165,17 @@ class Budget(SQLModel, table=True):
 
 
 class BudgetUsage(SQLModel, table=True):
-    """What a budget's window has spent, added to as each step's cost is recorded."""
+    """What a budget's window has spent, added to as each step's cost is recorded.
+
+    No foreign key to `budgets` on purpose: workers add to these rows from a list of
+    budgets that may be seconds old, and a budget deleted meanwhile must not make a
+    paid step fail to record (its straggler row is never read)."""
 
     __tablename__ = "budget_usage"
     __table_args__ = (UniqueConstraint("budget_id", "window_start"),)
 
     id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
-    budget_id: str = Field(foreign_key="budgets.id", max_length=32, index=True)
+    budget_id: str = Field(max_length=32, index=True)
     window_start: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
     spent_nanos: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, default=0))
     soft_warned_at: datetime | None = _ts()

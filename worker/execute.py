@@ -3,7 +3,8 @@
 Plain functions that tests call without Celery; `worker.tasks` only unpacks the id.
 Every way a step can end is decided here and written by `worker.lifecycle`: success,
 a retry later (transient provider error), or a failure the user can read (permanent
-provider error, template error, undecryptable key, malformed answer, or a bug).
+provider error, template error, undecryptable key, malformed answer, a spent budget,
+or a bug).
 """
 
 from __future__ import annotations
@@ -15,11 +16,12 @@ from typing import Any
 
 from sqlalchemy.exc import DBAPIError
 
+from shared import budgets
 from shared.config import get_settings
 from shared.crypto import SecretDecryptError
 from shared.db import transaction
 from shared.keystore import get_secret_box
-from shared.models import utcnow
+from shared.models import RunStatus, utcnow
 from shared.prices_store import price_lookup
 from shared.pricing import step_cost, usd_to_nanos
 from shared.providers import ChatRequest, Completion, ProviderError, RateLimited, make_provider
@@ -45,6 +47,7 @@ class StepFailed(Exception):
 
 def execute_step(step_id: str) -> None:
     settings = get_settings()
+    budgets.refresh()  # before the transaction, never inside it (see its docstring)
     with transaction() as db:
         claim = lifecycle.claim_step(
             db,
@@ -53,10 +56,27 @@ def execute_step(step_id: str) -> None:
             default_timeout=settings.step_timeout_seconds,
             lease_margin=settings.lease_margin_seconds,
         )
+        # Checked in the claim's transaction: no extra one, and none at all when no
+        # budget applies (the list of budgets is cached per process).
+        spent = (
+            None
+            if claim is None
+            else budgets.spent_budget(db, key_id=claim.key_id, workflow_id=claim.workflow_id)
+        )
     if claim is None:
         log.debug("step %s not claimable (done, running elsewhere, or not due)", step_id)
         return
     started = utcnow()
+    if spent is not None:
+        _fail(
+            claim,
+            started,
+            spent.message,
+            kind="BudgetExceeded",
+            prompt=None,
+            run_status=RunStatus.budget_exceeded,
+        )
+        return
     prompt: str | None = None
     try:
         prompt = _render(claim)
@@ -103,6 +123,7 @@ def execute_step(step_id: str) -> None:
         _fail(claim, started, message, kind="StorageError", prompt=None)
         return
     enqueue_steps(advance.ready)
+    budgets.announce_soft_limits(advance.soft_limits)
     _after(claim, advance)
 
 
@@ -200,6 +221,7 @@ def _fail(
     prompt: str | None,
     status_code: int | None = None,
     detail: str | None = None,
+    run_status: RunStatus = RunStatus.failed,
 ) -> None:
     entry = _attempt_entry(
         claim, started, status_code=status_code, error=detail or message, kind=kind
@@ -208,7 +230,13 @@ def _fail(
     def record() -> lifecycle.Advance:
         with transaction() as db:
             return lifecycle.fail_step(
-                db, claim, error=message, error_kind=kind, attempt_entry=entry, prompt=prompt
+                db,
+                claim,
+                error=message,
+                error_kind=kind,
+                attempt_entry=entry,
+                prompt=prompt,
+                run_status=run_status,
             )
 
     _after(claim, with_db_retry(record, what=f"recording the failure of step {claim.step_id}"))

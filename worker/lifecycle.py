@@ -14,12 +14,13 @@ exactly one of them enqueues the join step.
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, cast
 
 from sqlalchemy import Connection, Table, and_, bindparam, or_, select, true, update
 
+from shared import budgets
 from shared.models import (
     FINAL_STEP_STATUSES,
     ProviderKey,
@@ -159,6 +160,8 @@ class Advance:
 
     ready: list[str]
     closed: bool = False
+    # Budgets whose soft limit this step's cost crossed (announced after the commit).
+    soft_limits: tuple[budgets.SoftLimitReached, ...] = ()
 
 
 NOTHING = Advance([])
@@ -287,7 +290,9 @@ def _finish_held_step(db: Connection, claim: Claim, **values: Any) -> bool:
 def complete_step(
     db: Connection, claim: Claim, result: StepResult, attempt_entry: dict[str, Any]
 ) -> Advance:
-    """Record a success; returns the successor steps that became due."""
+    """Record a success; returns the successor steps that became due. The step's cost is
+    added to its budgets last: on PostgreSQL their rows then stay locked only until the
+    commit."""
     now = utcnow()
     values = {
         "v_finished_at": now,
@@ -324,7 +329,15 @@ def complete_step(
             .where(STEPS.c.id == claim.step_id)
             .values(status=StepStatus.cancelled, output=None)
         )
-    return advance_run(db, claim.run_id, run_status, now)
+    advance = advance_run(db, claim.run_id, run_status, now)
+    reached = budgets.record_spend(
+        db,
+        key_id=claim.key_id,
+        workflow_id=claim.workflow_id,
+        cost_nanos=result.cost_nanos,
+        now=now,
+    )
+    return replace(advance, soft_limits=reached) if reached else advance
 
 
 def fail_step(
@@ -335,8 +348,11 @@ def fail_step(
     error_kind: str,
     attempt_entry: dict[str, Any],
     prompt: str | None = None,
+    run_status: RunStatus = RunStatus.failed,
 ) -> Advance:
-    """Record a permanent failure: the run fails, naming the step; waiting steps are skipped."""
+    """Record a permanent failure: the run ends with `run_status` (failed, or
+    budget_exceeded when a budget stopped the step), naming the step; waiting steps are
+    skipped."""
     now = utcnow()
     if not _finish_held_step(
         db,
@@ -355,12 +371,12 @@ def fail_step(
             update(RUNS)
             .where(RUNS.c.id == claim.run_id)
             .values(
-                status=RunStatus.failed,
+                status=run_status,
                 failed_step=claim.step_key,
                 error=f"step '{claim.step_key}' failed: {error}",
             )
         )
-        status = RunStatus.failed
+        status = run_status
     skip_waiting_steps(db, claim.run_id, now)
     return advance_run(db, claim.run_id, status, now)
 

@@ -5,7 +5,7 @@
 
 const POLL_MS = 1000;
 const RETRY_MS = 5000;
-const FINAL = new Set(["succeeded", "failed", "cancelled"]);
+const FINAL = new Set(["succeeded", "failed", "cancelled", "budget_exceeded"]);
 
 const root = document.getElementById("run");
 

@@ -117,7 +117,6 @@ def upgrade() -> None:
         sa.Column("spent_nanos", sa.BigInteger(), nullable=False),
         _ts("soft_warned_at"),
         _ts("exceeded_at"),
-        sa.ForeignKeyConstraint(["budget_id"], ["budgets.id"]),
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("budget_id", "window_start"),
     )
