@@ -12,6 +12,7 @@ import httpx
 import pytest
 from sqlalchemy import create_engine, text
 
+from shared.models import FINAL_RUN_STATUSES
 from tests.processes import FakeLLM, Stack
 
 PRICES = {
@@ -26,7 +27,7 @@ def wait_for_run(client: httpx.Client, run_id: str, timeout: float = 60) -> dict
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         run = client.get(f"/runs/{run_id}").json()
-        if run["status"] in ("succeeded", "failed", "cancelled") and run["finished_at"]:
+        if run["status"] in FINAL_RUN_STATUSES and run["finished_at"]:
             return dict(run)
         time.sleep(0.1)
     raise AssertionError(f"run {run_id} did not finish: {run}")
