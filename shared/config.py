@@ -51,6 +51,12 @@ class Settings(BaseSettings):
     # of its time), and for due webhook retries to be sent.
     schedule_tick_seconds: float = Field(default=5.0, gt=0)
     webhook_sweep_seconds: float = Field(default=10.0, gt=0)
+    # Webhook deliveries: one attempt's timeout; the first retry's delay, later ones
+    # 3, 12, 60, 180 and 360 times it (10 s, 30 s, 2 min, 10 min, 30 min, 1 h by default),
+    # each +-20%; the attempts before a delivery is marked failed.
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=60)
+    webhook_retry_base_seconds: float = Field(default=10.0, gt=0, le=3600)
+    webhook_max_attempts: int = Field(default=8, ge=1, le=50)
 
     flower_port: int = 5555
     flower_basic_auth: SecretStr = SecretStr("")

@@ -140,6 +140,7 @@ def upgrade() -> None:
         sa.Column("subscription_id", String(length=32), nullable=True),
         sa.Column("url", String(length=2000), nullable=False),
         sa.Column("event", String(length=64), nullable=False),
+        sa.Column("subject_id", String(length=128), nullable=False),
         sa.Column("payload", sa.JSON(), nullable=False),
         sa.Column("status", String(length=16), nullable=False),
         sa.Column("attempts", sa.Integer(), nullable=False),
@@ -149,6 +150,7 @@ def upgrade() -> None:
         _ts("created_at", nullable=False),
         _ts("delivered_at"),
         sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("subscription_id", "event", "subject_id"),
     )
     op.create_index(
         "ix_webhook_deliveries_subscription_id", "webhook_deliveries", ["subscription_id"]
@@ -159,10 +161,12 @@ def upgrade() -> None:
     with op.batch_alter_table("runs") as batch_op:
         batch_op.add_column(sa.Column("batch_id", String(length=32), nullable=True))
         batch_op.create_index("ix_runs_batch_id", ["batch_id"])
+        batch_op.create_index("ix_runs_finished_at", ["finished_at"])
 
 
 def downgrade() -> None:
     with op.batch_alter_table("runs") as batch_op:
+        batch_op.drop_index("ix_runs_finished_at")
         batch_op.drop_index("ix_runs_batch_id")
         batch_op.drop_column("batch_id")
     for table in (
