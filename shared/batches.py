@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlmodel import Session
 
-__all__ = ["create_batch"]
+__all__ = ["create_batch", "release_waiting"]
 
 
 def create_batch(
@@ -22,4 +22,10 @@ def create_batch(
     """Store a batch of `items` (each one run's input) for `workflow` (id or name) in the
     caller's transaction and return its id; the caller releases the first items after
     its commit with `release_waiting(batch_id)`."""
+    raise NotImplementedError
+
+
+def release_waiting(batch_id: str) -> int:
+    """Start runs for the batch's waiting items while it has free in-flight slots (in
+    its own transaction, enqueueing after the commit); return how many started."""
     raise NotImplementedError
