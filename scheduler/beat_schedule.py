@@ -11,6 +11,7 @@ RECONCILE_TASK = "ownkey.reconcile"
 SCHEDULES_TICK_TASK = "ownkey.schedules_tick"  # scheduler/tasks.py
 WEBHOOKS_SWEEP_TASK = "ownkey.webhooks_sweep"  # worker/webhook_tasks.py
 BATCHES_SWEEP_TASK = "ownkey.batches_sweep"  # worker/batch_tasks.py
+CONTROL_TASKS = (RECONCILE_TASK, SCHEDULES_TICK_TASK, WEBHOOKS_SWEEP_TASK, BATCHES_SWEEP_TASK)
 
 
 def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:

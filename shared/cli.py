@@ -104,6 +104,8 @@ def worker(
     hostname: Annotated[str | None, typer.Option(help="worker node name")] = None,
 ) -> None:
     """Run a Celery worker that executes steps."""
+    from worker.celery_app import worker_queues
+
     settings = get_settings()
     celery = _celery_or_fail()
     celery.worker_main(
@@ -111,7 +113,7 @@ def worker(
             "worker",
             f"--pool={pool or settings.worker_pool}",
             f"--concurrency={concurrency or settings.worker_concurrency}",
-            f"--queues={queues or settings.worker_queues}",
+            f"--queues={worker_queues(queues or settings.worker_queues)}",
             f"--hostname={hostname or 'ownkey@' + socket.gethostname()}",
             f"--loglevel={settings.log_level}",
             "--without-mingle",

@@ -8,12 +8,24 @@ from __future__ import annotations
 
 from celery import Celery
 
-from scheduler.beat_schedule import RECONCILE_TASK, beat_schedule
+from scheduler.beat_schedule import CONTROL_TASKS, RECONCILE_TASK, beat_schedule
 from shared.config import Settings, get_settings
 
-__all__ = ["DEFAULT_QUEUE", "RECONCILE_TASK", "STEP_TASK", "get_celery", "make_celery"]
+__all__ = [
+    "CONTROL_QUEUE",
+    "DEFAULT_QUEUE",
+    "RECONCILE_TASK",
+    "STEP_TASK",
+    "get_celery",
+    "make_celery",
+    "worker_queues",
+]
 
 DEFAULT_QUEUE = "ownkey"
+# Beat's periodic tasks (reconcile, schedules, webhook retries, batch releases) go to
+# their own queue, which every worker also consumes: a backlog of thousands of steps on
+# the default queue must not delay a schedule's fire until its tick has expired.
+CONTROL_QUEUE = "ownkey.control"
 STEP_TASK = "ownkey.step"
 
 # Redis redelivers an unacked message after this long. A step's time limit plus any
@@ -65,9 +77,16 @@ def make_celery(settings: Settings) -> Celery:
         broker_transport_options=transport,
         broker_pool_limit=max(10, settings.worker_concurrency),
         beat_schedule=beat_schedule(settings),
+        task_routes={task: {"queue": CONTROL_QUEUE} for task in CONTROL_TASKS},
         timezone="UTC",
     )
     return app
+
+
+def worker_queues(requested: str) -> str:
+    """The queues a worker consumes: the ones asked for, plus the control queue."""
+    names = [q.strip() for q in requested.split(",") if q.strip()]
+    return ",".join([*names, *([] if CONTROL_QUEUE in names else [CONTROL_QUEUE])])
 
 
 _app: Celery | None = None
