@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from urllib.parse import unquote_to_bytes
 
 from fastapi import APIRouter, FastAPI
@@ -30,20 +31,24 @@ from shared.db import get_engine
 
 
 class BodySizeLimit:
-    """Refuse request bodies over `max_bytes` with 413, whether or not they announce
-    their length, before any of it is parsed."""
+    """Refuse request bodies over `max_bytes` (or the path's own limit in `path_limits`)
+    with 413, whether or not they announce their length, before any of it is parsed."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(
+        self, app: ASGIApp, max_bytes: int, path_limits: Mapping[str, int] | None = None
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.path_limits = dict(path_limits or {})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        max_bytes = self.path_limits.get(scope["path"], self.max_bytes)
         for name, value in scope["headers"]:
-            if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
-                await _too_large(send, self.max_bytes)
+            if name == b"content-length" and value.isdigit() and int(value) > max_bytes:
+                await _too_large(send, max_bytes)
                 return
         seen = 0
 
@@ -52,14 +57,14 @@ class BodySizeLimit:
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
-                if seen > self.max_bytes:
-                    raise _BodyTooLarge(self.max_bytes)
+                if seen > max_bytes:
+                    raise _BodyTooLarge(max_bytes)
             return message
 
         try:
             await self.app(scope, limited_receive, send)
         except _BodyTooLarge:
-            await _too_large(send, self.max_bytes)
+            await _too_large(send, max_bytes)
 
 
 class _BodyTooLarge(HTTPException):
@@ -144,6 +149,11 @@ def create_app() -> FastAPI:
             connection.execute(text("SELECT 1"))
         return {"status": "ok"}
 
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    dataset_paths = ("/api/v1/batches", "/api/v1/batches/estimate")
+    app.add_middleware(
+        BodySizeLimit,
+        max_bytes=settings.max_body_bytes,
+        path_limits=dict.fromkeys(dataset_paths, settings.max_dataset_bytes),
+    )
     app.add_middleware(RefuseNulInUrl)
     return app

@@ -33,6 +33,8 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     max_body_bytes: int = 1_048_576
+    # A batch's dataset (POST /batches and /batches/estimate) may be this large.
+    max_dataset_bytes: int = 52_428_800
 
     worker_pool: Literal["threads", "prefork", "solo"] = "threads"
     worker_concurrency: int = Field(default=200, ge=1, le=2000)
