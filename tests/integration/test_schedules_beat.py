@@ -243,3 +243,53 @@ def test_after_downtime_skip_drops_and_catch_up_runs_once(
     assert run["status"] == "succeeded" and run["input"] == {"topic": "catch_up"}
     runs = api.get("/runs", params={"workflow": workflow}).json()
     assert [r["id"] for r in runs["data"]] == [caught["run_id"]]
+
+
+@pytest.mark.parametrize("stack", ["sqlite"], indirect=True)
+def test_a_dataset_schedule_starts_one_batch_per_fire(
+    stack: Stack, fake_llm: FakeLLM, beats: Beats
+) -> None:
+    """A schedule over a dataset: each fire makes a batch whose items all run, with no
+    more in flight than asked."""
+    api = stack.client()
+    workflow = make_workflow(api, fake_llm)
+    topics = ["tides", "wind", "sun", "rain", "snow"]
+    fake_llm.configure(latency_seconds=0.3)
+    beats.start("beat-dataset")
+    try:
+        created = api.post(
+            "/schedules",
+            json={
+                "workflow": workflow,
+                "cron": "*/2 * * * * *",
+                "timezone": "UTC",
+                "dataset": [{"topic": t} for t in topics],
+                "max_in_flight": 2,
+            },
+        )
+        assert created.status_code == 201, created.text
+        schedule_id = created.json()["id"]
+        wait_until(
+            lambda: any(f["batch_id"] for f in fires(api, schedule_id)),
+            timeout=60,
+            what="a fire with a batch",
+        )
+        assert api.post(f"/schedules/{schedule_id}/pause").status_code == 200
+    finally:
+        fake_llm.configure(latency_seconds=0.0)
+    batch_ids = [f["batch_id"] for f in fires(api, schedule_id) if f["batch_id"]]
+    assert len(batch_ids) == len(set(batch_ids)) >= 1  # one batch per fire time
+    batch: dict[str, Any] = {}
+
+    def batch_done() -> bool:
+        nonlocal batch
+        batch = api.get(f"/batches/{batch_ids[0]}").json()
+        return batch["status"] in ("succeeded", "finished")
+
+    wait_until(batch_done, timeout=90, what=f"batch {batch_ids[0]}")
+    assert batch["status"] == "succeeded", batch
+    assert batch["total"] == len(topics)
+    prompts = sorted(
+        str(c["prompt"]) for c in fake_llm.calls() if "Say " in str(c.get("prompt", ""))
+    )
+    assert {f"Say {t}" for t in topics} <= set(prompts)
