@@ -10,7 +10,7 @@ from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.web import agents, audit, keys, login, runs, settings, usage, workflows
+from api.web import agents, audit, batches, keys, login, runs, settings, usage, workflows
 from api.web.render import render
 from api.web.session import PageForbidden, SignInRequired
 
@@ -54,6 +54,7 @@ class PageSecurityHeaders:
 PAGE_ROUTERS = (
     login.router,
     runs.router,
+    batches.router,
     workflows.router,
     agents.router,
     keys.router,
