@@ -102,10 +102,13 @@ def start_redis(workdir: Path, *, port: int | None = None, timeout: float = 15.0
                 f"redis-server exited with code {process.returncode}; see {log_file}"
             )
         try:
-            if client.ping():
+            # The answer must come from this process: another Redis that took the port
+            # (a race on a busy machine) would otherwise pass for ours.
+            if client.ping() and int(client.info("server")["process_id"]) == process.pid:
                 client.close()
                 return server
         except redis.ConnectionError:
-            time.sleep(0.05)
+            pass
+        time.sleep(0.05)
     server.stop()
     raise RedisNotFound(f"redis-server did not answer within {timeout}s; see {log_file}")
