@@ -215,9 +215,12 @@ def test_sigkill_of_a_worker_mid_flight_loses_no_run_and_pays_at_most_once_more(
             workflow = setup_workflow(api, fake_llm, steps=3)
             run_ids = submit(api, workflow, 50)
             time.sleep(1.5)
-            in_flight = running_prompts(fs.stack.env["OWNKEY_DATABASE_URL"])
+            database = fs.stack.env["OWNKEY_DATABASE_URL"]
             victim = next(p for p in fs.stack.procs if p.name.startswith("w0-"))
             victim.stop(signal.SIGKILL)
+            # Read after the kill: a step the victim claimed a moment before it died is
+            # still `running` under its dead lease (the lease outlives this read).
+            in_flight = running_prompts(database)
             runs = wait_all(api, run_ids, timeout=120)
     finally:
         fake_llm.configure(latency_seconds=0.0)
