@@ -289,7 +289,8 @@ def start_run(request: Request, workflow_id: str, who: FormMember, form: FormFie
     data, errors = run_input(form, input_fields(steps))
     if not errors:
         try:
-            created = submit_run(RunCreate(workflow=found.id, input=data), actor=who.actor)
+            # By name, as the API's callers do: the audit log records what was asked for.
+            created = submit_run(RunCreate(workflow=found.name, input=data), actor=who.actor)
         except ValidationError as exc:
             errors["input_json"] = "; ".join(e["msg"] for e in exc.errors())
         except ApiError as exc:
