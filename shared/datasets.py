@@ -27,6 +27,7 @@ __all__ = [
     "FORMATS",
     "MAX_ROWS",
     "Dataset",
+    "has_nul",
     "DatasetUnreadable",
     "Row",
     "RowProblem",
@@ -103,13 +104,15 @@ def _decode(data: bytes) -> str:
         ) from None
 
 
-def _has_nul(value: Any) -> bool:
+def has_nul(value: Any) -> bool:
+    """Whether a JSON value holds a NUL character anywhere: it would reach a prompt,
+    which PostgreSQL text cannot store."""
     if isinstance(value, str):
         return "\x00" in value
     if isinstance(value, dict):
-        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+        return any(has_nul(k) or has_nul(v) for k, v in value.items())
     if isinstance(value, list):
-        return any(_has_nul(v) for v in value)
+        return any(has_nul(v) for v in value)
     return False
 
 
@@ -132,7 +135,7 @@ class _Builder:
             )
         if not isinstance(value, dict):
             self.problem(line, f"a row must be a JSON object, not {_json_kind(value)}")
-        elif _has_nul(value):
+        elif has_nul(value):
             self.problem(line, "contains a NUL (\\u0000) character")
         else:
             self.columns.update(dict.fromkeys(value))

@@ -5,6 +5,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from shared.datasets import has_nul
+
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"
 MAX_IDEMPOTENCY_KEY_CHARS = 255
@@ -20,19 +22,9 @@ class RunCreate(BaseModel):
     @classmethod
     def _no_nul(cls, value: dict[str, Any]) -> dict[str, Any]:
         # It would reach a prompt, which PostgreSQL text cannot store.
-        if _has_nul(value):
+        if has_nul(value):
             raise ValueError("input must not contain NUL (\\u0000) characters")
         return value
-
-
-def _has_nul(value: Any) -> bool:
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, dict):
-        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(_has_nul(v) for v in value)
-    return False
 
 
 class RunAccepted(BaseModel):

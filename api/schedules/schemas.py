@@ -6,9 +6,9 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from api.keys.schemas import check_name
-from api.runs.schemas import _has_nul
 from scheduler.cron import check_cron, check_timezone
 from shared.automation_models import MisfirePolicy
+from shared.datasets import has_nul
 
 CRON_DESCRIPTION = (
     "minute hour day month weekday, in `timezone` (e.g. '30 2 * * *'); a sixth field is "
@@ -40,13 +40,13 @@ def _timezone(value: str) -> str:
 
 def _input(value: dict[str, Any] | None) -> dict[str, Any] | None:
     # It reaches a prompt, which PostgreSQL text cannot store with a NUL in it.
-    if value is not None and _has_nul(value):
+    if value is not None and has_nul(value):
         raise ValueError("input must not contain NUL (\\u0000) characters")
     return value
 
 
 def _dataset(value: list[dict[str, Any]] | None) -> list[dict[str, Any]] | None:
-    if value is not None and _has_nul(value):
+    if value is not None and has_nul(value):
         raise ValueError("dataset must not contain NUL (\\u0000) characters")
     return value
 

@@ -17,7 +17,6 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any, cast
-from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import RedirectResponse, Response
@@ -29,6 +28,7 @@ from api.batches.intake import RawBatch
 from api.batches.schemas import BatchEstimatePublic, BatchOptions, BatchPublic
 from api.errors import ApiError, Conflict, NotFound, Unprocessable
 from api.web.forms import api_errors
+from api.web.listing import render_filtered_list
 from api.web.render import render
 from api.web.session import FormMember, PageMember, PageViewer
 from api.workflows.service import list_workflows
@@ -89,33 +89,19 @@ def list_page(
     workflow: Annotated[str, Query(max_length=100)] = "",
     page: Annotated[int, Query(ge=1, le=100_000)] = 1,
 ) -> Response:
-    statuses = [s.value for s in BatchStatus]
-    unknown_status = bool(status) and status not in statuses
-    with read_session() as session:
-        batches, count = service.list_batches(
-            session=session,
-            status=None if unknown_status else status or None,
-            workflow=workflow or None,
-            limit=PAGE_SIZE,
-            offset=(page - 1) * PAGE_SIZE,
-        )
-        workflow_names = [w.name for w in list_workflows(session=session)]
-    filters = {k: v for k, v in (("status", status), ("workflow", workflow)) if v}
-    return render(
+    return render_filtered_list(
         request,
-        "batches_list.html",
         who,
-        batches=batches,
-        count=count,
-        page=page,
-        pages=max(1, -(-count // PAGE_SIZE)),
-        first=(page - 1) * PAGE_SIZE + 1,
-        statuses=statuses,
-        workflow_names=workflow_names,
+        "batches_list.html",
+        items_name="batches",
+        statuses=[s.value for s in BatchStatus],
         status=status,
         workflow=workflow,
-        unknown_status=unknown_status,
-        query=lambda **change: "?" + urlencode({**filters, **change}),
+        page=page,
+        page_size=PAGE_SIZE,
+        list_items=lambda session, status, workflow, limit, offset: service.list_batches(
+            session=session, status=status, workflow=workflow, limit=limit, offset=offset
+        ),
     )
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 from typing import Annotated
-from urllib.parse import urlencode
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import RedirectResponse, Response
@@ -13,9 +12,9 @@ from fastapi.responses import RedirectResponse, Response
 from api.errors import Conflict, NotFound
 from api.runs import service
 from api.web import graph
+from api.web.listing import render_filtered_list
 from api.web.render import render
 from api.web.session import FormMember, PageViewer
-from api.workflows.service import list_workflows
 from shared.db import read_session
 from shared.models import FINAL_RUN_STATUSES, RunStatus
 
@@ -32,33 +31,19 @@ def list_page(
     workflow: Annotated[str, Query(max_length=100)] = "",
     page: Annotated[int, Query(ge=1, le=100_000)] = 1,
 ) -> Response:
-    statuses = [s.value for s in RunStatus]
-    unknown_status = status and status not in statuses
-    with read_session() as session:
-        runs, count = service.list_runs(
-            session=session,
-            status=None if unknown_status else status or None,
-            workflow=workflow or None,
-            limit=PAGE_SIZE,
-            offset=(page - 1) * PAGE_SIZE,
-        )
-        workflow_names = [w.name for w in list_workflows(session=session)]
-    filters = {k: v for k, v in (("status", status), ("workflow", workflow)) if v}
-    return render(
+    return render_filtered_list(
         request,
-        "runs_list.html",
         who,
-        runs=runs,
-        count=count,
-        page=page,
-        pages=max(1, -(-count // PAGE_SIZE)),
-        first=(page - 1) * PAGE_SIZE + 1,
-        statuses=statuses,
-        workflow_names=workflow_names,
+        "runs_list.html",
+        items_name="runs",
+        statuses=[s.value for s in RunStatus],
         status=status,
         workflow=workflow,
-        unknown_status=unknown_status,
-        query=lambda **change: "?" + urlencode({**filters, **change}),
+        page=page,
+        page_size=PAGE_SIZE,
+        list_items=lambda session, status, workflow, limit, offset: service.list_runs(
+            session=session, status=status, workflow=workflow, limit=limit, offset=offset
+        ),
     )
 
 

@@ -3,45 +3,17 @@
 // run has ended. The formats match the server's Jinja filters (api/web/render.py).
 "use strict";
 
+const { tokens, usd, when, duration } = window.ownkey.format;
+
 const POLL_MS = 1000;
 const RETRY_MS = 5000;
 const FINAL = new Set(["succeeded", "failed", "cancelled", "budget_exceeded"]);
 
 const root = document.getElementById("run");
 
-const tokens = (n) => (n === null || n === undefined ? "—" : n.toLocaleString("en-US"));
 const latency = (ms) => (ms === null || ms === undefined ? "—" : `${ms.toLocaleString("en-US")} ms`);
 
-function usd(amount) {
-  if (amount === null || amount === undefined) return "—";
-  if (amount === 0) return "$0";
-  if (Math.abs(amount) < 0.01) return `$${amount.toFixed(6).replace(/0+$/, "")}`;
-  if (Math.abs(amount) >= 1) {
-    return `$${amount.toLocaleString("en-US", { minimumFractionDigits: 2, maximumFractionDigits: 2 })}`;
-  }
-  return `$${amount.toFixed(4)}`;
-}
 
-// API times are ISO 8601 with microseconds; Date wants at most milliseconds.
-function parseTime(s) {
-  if (!s) return null;
-  const trimmed = s.replace(/(\.\d{3})\d+/, "$1");
-  return new Date(/[zZ]|[+-]\d\d:?\d\d$/.test(trimmed) ? trimmed : `${trimmed}Z`);
-}
-
-function when(s) {
-  const t = parseTime(s);
-  return t ? `${t.toISOString().slice(0, 19).replace("T", " ")} UTC` : "—";
-}
-
-function duration(start, end) {
-  const [a, b] = [parseTime(start), parseTime(end)];
-  if (!a || !b) return "—";
-  const seconds = (b - a) / 1000;
-  if (seconds < 1) return `${(seconds * 1000).toFixed(0)} ms`;
-  if (seconds < 120) return `${seconds.toFixed(1)} s`;
-  return `${(seconds / 60).toFixed(1)} min`;
-}
 
 function setBadge(holder, status) {
   const badge = holder?.querySelector(".badge");
@@ -51,11 +23,6 @@ function setBadge(holder, status) {
   badge.textContent = status.replaceAll("_", " ");
 }
 
-function setText(element, text, value) {
-  if (!element) return;
-  element.textContent = text;
-  if (value !== undefined) element.dataset.value = value === null ? "" : String(value);
-}
 
 function showIf(element, shown) {
   if (element) element.hidden = !shown;
