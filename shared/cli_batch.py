@@ -316,7 +316,9 @@ def retry(
 def export(
     batch_id: BatchId,
     fmt: Annotated[str, typer.Option("--format", help="jsonl or csv")] = "jsonl",
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="default: stdout")] = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="a file; default or '-': stdout")
+    ] = None,
     api_url: ApiUrl = DEFAULT_API_URL,
 ) -> None:
     """Each item's input with its outputs, tokens, cost and errors."""
@@ -326,7 +328,7 @@ def export(
         if r.status_code != 200:
             r.read()
             _fail(f"{r.status_code}: " + "; ".join(_detail(r)))
-        if output is None:
+        if output is None or str(output) == "-":
             for chunk in r.iter_text():
                 typer.echo(chunk, nl=False)
             return

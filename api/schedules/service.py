@@ -24,11 +24,12 @@ from api.schedules.schemas import (
     SchedulePublic,
     ScheduleUpdate,
 )
-from api.workflows.service import find_workflow
+from api.workflows.service import current_version, find_workflow
 from scheduler.cron import CronSchedule
 from shared import audit
 from shared.audit import Actor
 from shared.automation_models import Schedule, ScheduleFire
+from shared.datasets import prompt_input_fields
 from shared.models import Workflow, utcnow
 
 NEXT_FIRE_TIMES_SHOWN = 5
@@ -54,6 +55,37 @@ def _resolve_workflow(session: Session, ref: str, errors: list[dict[str, Any]]) 
     return workflow
 
 
+def _missing_inputs(
+    session: Session,
+    workflow: Workflow,
+    input: dict[str, Any] | None,
+    dataset: list[dict[str, Any]] | None,
+) -> list[dict[str, Any]]:
+    """Fields the workflow's prompts read that the input (or a dataset item) lacks:
+    refused now, as batches refuse them, rather than failing at every fire."""
+    steps = current_version(session, workflow).definition["steps"]
+    needed = sorted(prompt_input_fields(step["prompt"] for step in steps))
+    errors = []
+    if input is not None:
+        missing = [name for name in needed if name not in input]
+        if missing:
+            names = ", ".join(f"'{name}'" for name in missing)
+            errors.append(
+                field_error("input", f"missing {names}, which the workflow's prompts use")
+            )
+    for position, item in enumerate(dataset or [], start=1):
+        missing = [name for name in needed if name not in item]
+        if missing:
+            names = ", ".join(f"'{name}'" for name in missing)
+            errors.append(
+                field_error(
+                    ["dataset", str(position)],
+                    f"item {position}: missing {names}, which the workflow's prompts use",
+                )
+            )
+    return errors[:100]
+
+
 def _next_fire_at(schedule: Schedule) -> datetime | None:
     if not schedule.enabled:
         return None
@@ -64,6 +96,8 @@ def create_schedule(*, session: Session, body: ScheduleCreate, actor: Actor) -> 
     errors: list[dict[str, Any]] = []
     workflow = _resolve_workflow(session, body.workflow, errors)
     errors += _payload_errors(body.input, body.dataset)
+    if workflow is not None and not errors:
+        errors += _missing_inputs(session, workflow, body.input, body.dataset)
     if errors or workflow is None:
         raise Unprocessable(errors)
     schedule = Schedule(
@@ -119,6 +153,15 @@ def update_schedule(
         input, dataset = changes.get("input"), changes.get("dataset")
         errors += _payload_errors(input, dataset)
         changes["input"], changes["dataset"] = input, dataset
+    if not errors and ({"workflow_id", "input", "dataset"} & changes.keys()):
+        target = session.get(Workflow, changes.get("workflow_id", schedule.workflow_id))
+        if target is not None:
+            errors += _missing_inputs(
+                session,
+                target,
+                changes.get("input", schedule.input),
+                changes.get("dataset", schedule.dataset),
+            )
     if errors:
         raise Unprocessable(errors)
     new_name = changes.get("name")

@@ -126,7 +126,7 @@ def test_a_schedule_created_paused_has_no_fire_time_and_names_are_unique(
     stack: Stack, workflow: str
 ) -> None:
     api = stack.client()
-    body = {"workflow": workflow, "cron": "@daily", "input": {}, "enabled": False}
+    body = {"workflow": workflow, "cron": "@daily", "input": {"x": 1}, "enabled": False}
     first = api.post("/schedules", json=body)
     assert first.status_code == 201, first.text
     assert first.json()["next_fire_at"] is None and first.json()["name"].startswith(workflow)
@@ -152,6 +152,13 @@ BAD_CREATES: dict[str, tuple[dict[str, Any], str, str]] = {
     "blank name": ({"name": "  "}, "name", "blank"),
     "max_in_flight": ({"max_in_flight": 0}, "max_in_flight", "greater than"),
     "unknown field": ({"every": "day"}, "every", "not permitted"),
+    # The prompts read input.x: an input (or dataset item) without it would fail every fire.
+    "input lacks a prompt field": ({"input": {"y": 1}}, "input", "'x'"),
+    "dataset item lacks a prompt field": (
+        {"input": None, "dataset": [{"x": 1}, {"y": 2}]},
+        "dataset",
+        "item 2: missing 'x'",
+    ),
 }
 
 
