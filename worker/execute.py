@@ -24,7 +24,14 @@ from shared.keystore import get_secret_box
 from shared.models import RunStatus, utcnow
 from shared.prices_store import price_lookup
 from shared.pricing import step_cost, usd_to_nanos
-from shared.providers import ChatRequest, Completion, ProviderError, RateLimited, make_provider
+from shared.providers import (
+    ChatRequest,
+    Completion,
+    Provider,
+    ProviderError,
+    RateLimited,
+    make_provider,
+)
 from shared.templates import PromptRenderError, render_prompt
 from worker import lifecycle, limits
 from worker.db_retry import is_transient_db_error, with_db_retry
@@ -81,11 +88,15 @@ def execute_step(step_id: str) -> None:
     try:
         prompt = _render(claim)
         request = _build_request(claim, prompt)
+        # Everything before the call is done before its rate-limit slot is taken: the
+        # limiter counts admissions, the provider counts arrivals, and the gap between
+        # the two must stay far below the limiter's one second of slack.
+        provider = _provider_for(claim)
         wait = limits.wait_for_slot(claim, request)
         if wait > 0:
             _wait_for_rate_limit(claim, wait)
             return
-        completion = _call_provider(claim, request)
+        completion = provider.complete(request)
         limits.settle(claim, request, completion)
     except ProviderError as exc:
         if isinstance(exc, RateLimited):
@@ -154,7 +165,7 @@ def _build_request(claim: lifecycle.Claim, prompt: str) -> ChatRequest:
     )
 
 
-def _call_provider(claim: lifecycle.Claim, request: ChatRequest) -> Completion:
+def _provider_for(claim: lifecycle.Claim) -> Provider:
     try:
         secret = (
             get_secret_box().decrypt(claim.secret_ciphertext) if claim.secret_ciphertext else None
@@ -165,10 +176,9 @@ def _call_provider(claim: lifecycle.Claim, request: ChatRequest) -> Completion:
             "OWNKEY_SECRET_KEY differs from the one the key was stored with",
             kind="SecretDecryptError",
         ) from None
-    provider = make_provider(
+    return make_provider(
         claim.provider, base_url=claim.base_url, api_key=secret, client=thread_client()
     )
-    return provider.complete(request)
 
 
 def _wait_for_rate_limit(claim: lifecycle.Claim, wait: float) -> None:

@@ -40,7 +40,8 @@ def _write_figures() -> Iterator[None]:
 
 def record(test: str, runs: list[dict[str, Any]], fake: FakeLLM, **extra: Any) -> None:
     steps = sum(len(r["steps"]) for r in runs)
-    paid = [c for c in fake.calls() if c.get("status") == 200]
+    calls = workflow_calls(fake, runs[0]["workflow"])
+    paid = [c for c in calls if c.get("status") == 200]
     FIGURES[test] = {
         "runs_submitted": len(runs),
         "runs_completed": sum(
@@ -48,7 +49,7 @@ def record(test: str, runs: list[dict[str, Any]], fake: FakeLLM, **extra: Any) -
         ),
         "runs_lost": sum(1 for r in runs if not r["finished_at"]),
         "steps": steps,
-        "provider_calls": len(fake.calls()),
+        "provider_calls": len(calls),
         "duplicate_paid_calls": max(0, len(paid) - len({str(c["prompt"]) for c in paid})),
         "at": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         **extra,
@@ -142,14 +143,17 @@ def setup_workflow(
             "timeout_seconds": 8,
         },
     ).raise_for_status()
-    chain = [{"id": "s0", "agent": f"a-{tag}", "prompt": "run {{ input.n }} step 0"}]
+    # The workflow's name leads every prompt: calls from another test's stack never count.
+    chain: list[dict[str, object]] = [
+        {"id": "s0", "agent": f"a-{tag}", "prompt": f"wf-{tag} run {{{{ input.n }}}} step 0"}
+    ]
     for i in range(1, steps):
         chain.append(
             {
                 "id": f"s{i}",
                 "agent": f"a-{tag}",
                 "depends_on": [f"s{i - 1}"],
-                "prompt": f"run {{{{ input.n }}}} step {i}",
+                "prompt": f"wf-{tag} run {{{{ input.n }}}} step {i}",
             }
         )
     api.post("/workflows", json={"name": f"wf-{tag}", "steps": chain}).raise_for_status()
@@ -179,11 +183,17 @@ def wait_all(api: httpx.Client, run_ids: list[str], timeout: float) -> list[dict
     return [runs[r] for r in run_ids]
 
 
-def calls_per_prompt(fake: FakeLLM) -> collections.Counter[str]:
-    return collections.Counter(str(c["prompt"]) for c in fake.calls())
+def workflow_calls(fake: FakeLLM, workflow: str) -> list[dict[str, object]]:
+    """The provider calls made for `workflow`'s steps: the fake is shared by the session,
+    and a call another test's stack made late must not count here."""
+    return [c for c in fake.calls() if str(c["prompt"]).startswith(f"{workflow} ")]
 
 
-def running_prompts(database_url: str) -> set[str]:
+def calls_per_prompt(fake: FakeLLM, workflow: str) -> collections.Counter[str]:
+    return collections.Counter(str(c["prompt"]) for c in workflow_calls(fake, workflow))
+
+
+def running_prompts(database_url: str, workflow: str) -> set[str]:
     """The prompts of the steps running right now (as the fake sees them)."""
     engine = create_engine(database_url)
     with engine.connect() as db:
@@ -201,7 +211,7 @@ def running_prompts(database_url: str) -> set[str]:
             if isinstance(raw_input, dict)
             else __import__("json").loads(raw_input)["n"]
         )
-        prompts.add(f"run {n} step {step_key[1:]}")
+        prompts.add(f"{workflow} run {n} step {step_key[1:]}")
     return prompts
 
 
@@ -220,7 +230,7 @@ def test_sigkill_of_a_worker_mid_flight_loses_no_run_and_pays_at_most_once_more(
             victim.stop(signal.SIGKILL)
             # Read after the kill: a step the victim claimed a moment before it died is
             # still `running` under its dead lease (the lease outlives this read).
-            in_flight = running_prompts(database)
+            in_flight = running_prompts(database, workflow)
             runs = wait_all(api, run_ids, timeout=120)
     finally:
         fake_llm.configure(latency_seconds=0.0)
@@ -230,7 +240,7 @@ def test_sigkill_of_a_worker_mid_flight_loses_no_run_and_pays_at_most_once_more(
             successes = [a for a in step["attempt_log"] if a["status_code"] == 200]
             assert step["status"] == "succeeded" and len(successes) == 1
     record("worker SIGKILL mid-flight", runs, fake_llm, in_flight_at_kill=len(in_flight))
-    counts = calls_per_prompt(fake_llm)
+    counts = calls_per_prompt(fake_llm, workflow)
     assert len(counts) == 150
     repeated = {prompt for prompt, n in counts.items() if n > 1}
     assert all(counts[p] == 2 for p in repeated), "a step was called more than twice"
@@ -280,7 +290,7 @@ def test_database_unreachable_for_five_seconds(tmp_path: Path, fake_llm: FakeLLM
         next(pg, None)
     record("PostgreSQL unreachable for 5 s", runs, fake_llm)
     assert [r["status"] for r in runs] == ["succeeded"] * 40
-    counts = calls_per_prompt(fake_llm)
+    counts = calls_per_prompt(fake_llm, workflow)
     assert len(counts) == 80
 
 
@@ -302,7 +312,9 @@ def test_a_stretch_of_429s_is_waited_out_within_the_retry_policy(
         limited = [a for a in step["attempt_log"] if a["status_code"] == 429]
         assert all(a["wait_seconds"] >= 1 for a in limited)  # Retry-After honoured
         assert step["attempts"] == len(limited) + 1 <= 8
-    assert sum(calls_per_prompt(fake_llm).values()) == sum(r["steps"][0]["attempts"] for r in runs)
+    assert sum(calls_per_prompt(fake_llm, workflow).values()) == sum(
+        r["steps"][0]["attempts"] for r in runs
+    )
 
 
 def test_a_401_fails_the_run_at_once_naming_key_and_provider(
@@ -319,7 +331,8 @@ def test_a_401_fails_the_run_at_once_naming_key_and_provider(
         fake_llm.configure(valid_keys=[])
     assert run["status"] == "failed" and run["failed_step"] == "s0"
     first, *rest = run["steps"]
-    assert first["attempts"] == 1 and len(fake_llm.calls()) == 1  # no retries
+    refused = [c for c in fake_llm.calls() if c["status"] == 401]  # a 401 records no prompt
+    assert first["attempts"] == 1 and len(refused) == 1  # no retries
     assert "key 'k-" in first["error"] and "provider openai" in first["error"]
     assert [s["status"] for s in rest] == ["skipped", "skipped"]
     assert secret not in str(run) and secret not in fs.stack.logs()
@@ -346,7 +359,7 @@ def test_cancel_during_a_run_and_then_again(sqlite_stack: Any, fake_llm: FakeLLM
     assert run["status"] == "cancelled"
     assert [s["status"] for s in run["steps"]] == ["cancelled", "skipped", "skipped"]
     assert run["steps"][0]["output"] is None and run["steps"][0]["input_tokens"]  # paid, kept
-    assert len(fake_llm.calls()) == 1  # the later steps never reached the provider
+    assert len(workflow_calls(fake_llm, workflow)) == 1  # the later steps never reached it
 
 
 def test_sigterm_lets_a_worker_finish_its_steps(sqlite_stack: Any, fake_llm: FakeLLM) -> None:
@@ -372,7 +385,7 @@ def test_sigterm_lets_a_worker_finish_its_steps(sqlite_stack: Any, fake_llm: Fak
         fake_llm.configure(latency_seconds=0.0)
     assert len(finished_by_the_leaving_worker) == 10  # it finished what it had started
     assert [r["status"] for r in runs] == ["succeeded"] * 10
-    assert len(fake_llm.calls()) == 10
+    assert len(workflow_calls(fake_llm, workflow)) == 10
 
 
 def test_rpm_limit_holds_across_three_workers(sqlite_stack: Any, fake_llm: FakeLLM) -> None:
@@ -383,7 +396,7 @@ def test_rpm_limit_holds_across_three_workers(sqlite_stack: Any, fake_llm: FakeL
         workflow = setup_workflow(api, fake_llm, steps=1, rpm=60)
         run_ids = submit(api, workflow, 200)
         runs = wait_all(api, run_ids, timeout=300)
-    times = sorted(float(c["t"]) for c in fake_llm.calls())  # type: ignore[arg-type]
+    times = sorted(float(c["t"]) for c in workflow_calls(fake_llm, workflow))  # type: ignore[arg-type]
     assert len(times) == 200  # no call was refused by the provider, none repeated
     busiest = max(sum(1 for t in times[i:] if t < start + 60) for i, start in enumerate(times))
     record("rpm=60 across three workers", runs, fake_llm, busiest_60s_window=busiest)
