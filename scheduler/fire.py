@@ -53,6 +53,7 @@ class Fired:
     batch_id: str | None = None
     error: str | None = None
     ready_step_ids: list[str] = field(default_factory=list)
+    step_labels: dict[str, str] = field(default_factory=dict)
 
 
 class _AlreadyFired(Exception):
@@ -101,7 +102,7 @@ def fire_schedule(
     if fired is None:
         return None
     if fired.ready_step_ids:
-        enqueue_steps(fired.ready_step_ids)
+        enqueue_steps(fired.ready_step_ids, labels=fired.step_labels)
     if fired.batch_id is not None:
         _release_first_items(fired.batch_id)
     return fired
@@ -179,7 +180,11 @@ def _start(session: Session, schedule: Schedule, fire_time: datetime) -> Fired:
                 return Fired(schedule.id, fire_time, batch_id=batch_id)
             created = create_run(session, workflow=schedule.workflow_id, input=schedule.input or {})
             return Fired(
-                schedule.id, fire_time, run_id=created.run_id, ready_step_ids=created.ready_step_ids
+                schedule.id,
+                fire_time,
+                run_id=created.run_id,
+                ready_step_ids=created.ready_step_ids,
+                step_labels=created.step_labels,
             )
     except OperationalError:
         raise  # the database is away: nothing is recorded, the next tick tries again

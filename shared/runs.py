@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, cast
 
 from sqlalchemy import Connection, Table, bindparam, insert, or_, select
@@ -34,6 +34,7 @@ from shared.models import (
     new_id,
     utcnow,
 )
+from worker.task_labels import step_label
 
 __all__ = [
     "CreatedRun",
@@ -78,6 +79,8 @@ class CreatedRun:
     ready_step_ids: list[str]
     # True when an Idempotency-Key returned an existing run: nothing was created.
     replayed: bool = False
+    # Step id -> what Flower calls its message (worker.task_labels), for enqueue_steps.
+    step_labels: dict[str, str] = field(default_factory=dict)
 
 
 # Runs are created through an ORM session (tests, the API) or a plain connection.
@@ -87,7 +90,12 @@ AGENT_SETTINGS = ("system_prompt", "temperature", "max_tokens", "timeout_seconds
 
 
 WORKFLOW_WITH_CURRENT_VERSION = (
-    select(WORKFLOWS.c.id, VERSIONS.c.id.label("version_id"), VERSIONS.c.definition)
+    select(
+        WORKFLOWS.c.id,
+        WORKFLOWS.c.name,
+        VERSIONS.c.id.label("version_id"),
+        VERSIONS.c.definition,
+    )
     .select_from(
         WORKFLOWS.join(
             VERSIONS,
@@ -137,6 +145,7 @@ class _RunPlan:
     fingerprint: str | None
     # Set when the Idempotency-Key already names a run made from the same request.
     replay: CreatedRun | None = None
+    workflow_name: str = ""
 
 
 def _plan_run(
@@ -208,7 +217,7 @@ def _plan_run(
                 "attempt_log": [],
             }
         )
-    return _RunPlan(run_row, rows, idempotency_key, fingerprint)
+    return _RunPlan(run_row, rows, idempotency_key, fingerprint, workflow_name=found.name)
 
 
 def _insert_run(db: Database, plan: _RunPlan) -> CreatedRun:
@@ -235,8 +244,18 @@ def _insert_run(db: Database, plan: _RunPlan) -> CreatedRun:
                 raise
             return existing
     db.execute(INSERT_STEPS, plan.step_rows)
-    ready = [row["id"] for row in plan.step_rows if row["status"] == StepStatus.queued]
-    return CreatedRun(run_id=plan.run_row["id"], status=RunStatus.queued, ready_step_ids=ready)
+    ready = [row for row in plan.step_rows if row["status"] == StepStatus.queued]
+    return CreatedRun(
+        run_id=plan.run_row["id"],
+        status=RunStatus.queued,
+        ready_step_ids=[row["id"] for row in ready],
+        step_labels={
+            row["id"]: step_label(
+                workflow=plan.workflow_name, step=row["step_key"], agent=row["agent_name"]
+            )
+            for row in ready
+        },
+    )
 
 
 def create_run(

@@ -1,5 +1,6 @@
 """The one Celery app. The API imports it only to send messages; tasks live in
-`worker.tasks` and are named for what they do, so Flower shows `ownkey.step`.
+`worker.tasks` and are named for what they do; a step message also carries a display
+name (worker.task_labels), so Flower shows `ownkey.step triage/extract (extractor)`.
 
 Messages carry a step id and nothing else (DESIGN.md, principle 1).
 """

@@ -133,7 +133,7 @@ def execute_step(step_id: str) -> None:
         message = f"the provider's answer could not be stored ({type(exc.orig).__name__})"
         _fail(claim, started, message, kind="StorageError", prompt=None)
         return
-    enqueue_steps(advance.ready)
+    enqueue_steps(advance.ready, labels=advance.labels)
     budgets.announce_soft_limits(advance.soft_limits)
     _after(claim, advance)
 
@@ -193,7 +193,7 @@ def _wait_for_rate_limit(claim: lifecycle.Claim, wait: float) -> None:
 
     advance = with_db_retry(record, what=f"deferring step {claim.step_id}")
     if advance.ready:
-        enqueue_step_later(claim.step_id, countdown=wait)
+        enqueue_step_later(claim.step_id, countdown=wait, label=claim.label)
     _after(claim, advance)
 
 
@@ -284,7 +284,7 @@ def _handle_provider_error(
 
     advance = with_db_retry(record, what=f"scheduling a retry of step {claim.step_id}")
     if advance.ready:
-        enqueue_step_later(claim.step_id, countdown=delay)
+        enqueue_step_later(claim.step_id, countdown=delay, label=claim.label)
     _after(claim, advance)
 
 

@@ -14,7 +14,7 @@ exactly one of them enqueues the join step.
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, cast
 
@@ -28,12 +28,15 @@ from shared.models import (
     RunStatus,
     StepRun,
     StepStatus,
+    Workflow,
     utcnow,
 )
+from worker.task_labels import step_label
 
 STEPS = cast(Table, StepRun.__table__)  # type: ignore[attr-defined]
 RUNS = cast(Table, Run.__table__)  # type: ignore[attr-defined]
 KEYS = cast(Table, ProviderKey.__table__)  # type: ignore[attr-defined]
+WORKFLOWS = cast(Table, Workflow.__table__)  # type: ignore[attr-defined]
 LIVE_RUN_STATUSES = (RunStatus.queued, RunStatus.running)
 
 CLAIM = (
@@ -62,6 +65,7 @@ CLAIM = (
     .returning(
         STEPS.c.run_id,
         STEPS.c.step_key,
+        STEPS.c.agent_name,
         STEPS.c.attempts,
         STEPS.c.provider,
         STEPS.c.model,
@@ -83,8 +87,9 @@ RUN_AND_KEY = (
         KEYS.c.secret_ciphertext,
         KEYS.c.rpm,
         KEYS.c.tpm,
+        WORKFLOWS.c.name.label("workflow_name"),
     )
-    .select_from(RUNS.join(KEYS, true()))
+    .select_from(RUNS.join(KEYS, true()).join(WORKFLOWS, WORKFLOWS.c.id == RUNS.c.workflow_id))
     .where(RUNS.c.id == bindparam("run_id"), KEYS.c.id == bindparam("key_id"))
 )
 MARK_RUN_RUNNING = (
@@ -93,7 +98,12 @@ MARK_RUN_RUNNING = (
     .values(status=RunStatus.running, started_at=bindparam("now"))
 )
 RUN_STEPS = select(
-    STEPS.c.id, STEPS.c.step_key, STEPS.c.status, STEPS.c.depends_on, STEPS.c.output
+    STEPS.c.id,
+    STEPS.c.step_key,
+    STEPS.c.agent_name,
+    STEPS.c.status,
+    STEPS.c.depends_on,
+    STEPS.c.output,
 ).where(STEPS.c.run_id == bindparam("run_id"))
 HELD = and_(
     STEPS.c.id == bindparam("step_id"),
@@ -162,6 +172,8 @@ class Advance:
     closed: bool = False
     # Budgets whose soft limit this step's cost crossed (announced after the commit).
     soft_limits: tuple[budgets.SoftLimitReached, ...] = ()
+    # Ready step id -> what Flower calls its message (worker.task_labels).
+    labels: dict[str, str] = field(default_factory=dict)
 
 
 NOTHING = Advance([])
@@ -191,6 +203,13 @@ class Claim:
     attempt_log: list[dict[str, Any]]
     workflow_id: str = ""
     batch_id: str | None = None
+    workflow_name: str = ""
+    agent_name: str = ""
+
+    @property
+    def label(self) -> str:
+        """What Flower calls this step's messages (worker.task_labels)."""
+        return step_label(workflow=self.workflow_name, step=self.step_key, agent=self.agent_name)
 
 
 @dataclass(frozen=True, slots=True)
@@ -261,6 +280,8 @@ def claim_step(
         attempt_log=list(step.attempt_log),
         workflow_id=run.workflow_id,
         batch_id=run.batch_id,
+        workflow_name=run.workflow_name,
+        agent_name=step.agent_name,
     )
 
 
@@ -329,7 +350,7 @@ def complete_step(
             .where(STEPS.c.id == claim.step_id)
             .values(status=StepStatus.cancelled, output=None)
         )
-    advance = advance_run(db, claim.run_id, run_status, now)
+    advance = advance_run(db, claim.run_id, run_status, now, workflow_name=claim.workflow_name)
     reached = budgets.record_spend(
         db,
         key_id=claim.key_id,
@@ -453,21 +474,29 @@ def retry_step_later(
     return advance_run(db, claim.run_id, status, now)
 
 
-def advance_run(db: Connection, run_id: str, run_status: str, now: datetime) -> Advance:
+def advance_run(
+    db: Connection, run_id: str, run_status: str, now: datetime, *, workflow_name: str = ""
+) -> Advance:
     """Queue the steps whose dependencies have all succeeded; close a run whose every
-    step is final. The caller holds the run's row lock."""
+    step is final. The caller holds the run's row lock. `workflow_name` goes into the
+    ready steps' labels; only a step's success makes successors ready, and its caller
+    knows the name from the claim."""
     steps = db.execute(RUN_STEPS, {"run_id": run_id}).all()
     succeeded = {s.step_key for s in steps if s.status == StepStatus.succeeded}
-    ready: list[str] = []
-    if run_status in LIVE_RUN_STATUSES:
-        ready = [
-            s.id
-            for s in steps
-            if s.status == StepStatus.pending and all(d in succeeded for d in s.depends_on)
-        ]
+    live = run_status in LIVE_RUN_STATUSES
+    ready = [
+        s
+        for s in steps
+        if live and s.status == StepStatus.pending and all(d in succeeded for d in s.depends_on)
+    ]
     if ready:
-        db.execute(QUEUE_READY, {"ready": ready, "now": now})
-        return Advance(ready)
+        ready_ids = [s.id for s in ready]
+        db.execute(QUEUE_READY, {"ready": ready_ids, "now": now})
+        labels = {
+            s.id: step_label(workflow=workflow_name, step=s.step_key, agent=s.agent_name)
+            for s in ready
+        }
+        return Advance(ready_ids, labels=labels)
     if all(s.status in FINAL_STEP_STATUSES for s in steps):
         values: dict[str, Any] = {"finished_at": now}
         if run_status in LIVE_RUN_STATUSES:

@@ -29,6 +29,7 @@ from worker.broker_scan import step_ids_in_broker
 from worker.celery_app import DEFAULT_QUEUE
 from worker.dispatch import enqueue_steps
 from worker.run_events import announce_closed
+from worker.task_labels import step_label
 
 log = logging.getLogger(__name__)
 BATCH = 5000
@@ -60,6 +61,28 @@ def stale_queued_and_expired_steps(*, requeue_after_seconds: float) -> tuple[lis
 def stranded_step_ids(*, requeue_after_seconds: float, in_broker: set[str]) -> list[str]:
     queued, expired = stale_queued_and_expired_steps(requeue_after_seconds=requeue_after_seconds)
     return [step for step in queued if step not in in_broker] + expired
+
+
+def step_labels(step_ids: list[str]) -> dict[str, str]:
+    """What Flower calls the re-sent steps' messages: one query per tick, and only when
+    something is stranded (off the per-step hot path)."""
+    if not step_ids:
+        return {}
+    steps, runs, workflows = lifecycle.STEPS, lifecycle.RUNS, lifecycle.WORKFLOWS
+    with read_session() as session:
+        rows = session.execute(
+            select(steps.c.id, steps.c.step_key, steps.c.agent_name, workflows.c.name)
+            .select_from(
+                steps.join(runs, runs.c.id == steps.c.run_id).join(
+                    workflows, workflows.c.id == runs.c.workflow_id
+                )
+            )
+            .where(steps.c.id.in_(step_ids))
+        )
+        return {
+            row.id: step_label(workflow=row.name, step=row.step_key, agent=row.agent_name)
+            for row in rows
+        }
 
 
 def close_finished_runs() -> int:
@@ -111,4 +134,4 @@ def reconcile() -> int:
     closed = close_finished_runs()
     if ids or closed:
         log.info("reconciler: re-enqueued %d stranded steps, closed %d runs", len(ids), closed)
-    return enqueue_steps(ids)
+    return enqueue_steps(ids, labels=step_labels(ids))

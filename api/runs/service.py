@@ -47,7 +47,7 @@ def submit_run(body: RunCreate, *, actor: Actor, idempotency_key: str | None = N
     except IdempotencyKeyReused as exc:
         error = {"loc": ["header", IDEMPOTENCY_HEADER], "msg": str(exc), "type": "value_error"}
         raise Unprocessable([error]) from exc
-    enqueue_steps(created.ready_step_ids)
+    enqueue_steps(created.ready_step_ids, labels=created.step_labels)
     return created
 
 

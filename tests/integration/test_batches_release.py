@@ -57,7 +57,8 @@ def sent(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[str]]:
     record: dict[str, list[str]] = {"steps": [], "finished": []}
     lock = threading.Lock()
 
-    def enqueue(step_ids: Any) -> int:
+    def enqueue(step_ids: Any, *, labels: dict[str, str]) -> int:
+        assert set(labels) == set(step_ids)  # each step is named for Flower
         with lock:
             record["steps"].extend(step_ids)
         return len(record["steps"])

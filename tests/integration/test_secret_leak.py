@@ -186,7 +186,11 @@ def test_secrets_appear_nowhere(stack: Stack, fake_llm: FakeLLM, flower: str) ->
 
     wait_until(flower_saw_both_steps, timeout=20, what="flower to show the run's tasks")
     mine = [t for t in tasks.values() if any(i in (t.get("args") or "") for i in step_ids)]
-    assert mine and all(t["name"] == "ownkey.step" for t in mine)
+    # Named for what runs (workflow/step (agent)), identifiers the user chose, no data.
+    assert {t["name"] for t in mine} == {
+        f"ownkey.step leak-{tag}/first (ok-{tag})",
+        f"ownkey.step leak-{tag}/second (ko-{tag})",
+    }
     for task in mine:  # the message carries the step id and nothing else
         assert task["args"].strip("()[],' ") in step_ids and task["kwargs"] in ("{}", None)
 

@@ -120,6 +120,13 @@ def test_up_runs_everything_and_stops_cleanly(tmp_path: Path, fake_llm: FakeLLM)
         assert (
             httpx.get(f"http://127.0.0.1:{flower_port}/healthcheck", timeout=10).status_code == 200
         )
+        # Flower runs behind the login the banner printed, generated for this start.
+        flower_login = re.search(r"Flower:\s+\S+\s+\(login ([^:\s]+):(\S+)\)", banner)
+        assert flower_login, banner
+        flower_api = f"http://127.0.0.1:{flower_port}/api/workers"
+        assert httpx.get(flower_api, timeout=10).status_code == 401
+        auth = (flower_login.group(1), flower_login.group(2))
+        assert httpx.get(flower_api, auth=auth, timeout=10).status_code == 200
         # The first admin's password is printed once, and signs in to the web UI.
         login = re.search(r"first sign-in: user (\S+), password (\S+)", banner)
         assert login, banner

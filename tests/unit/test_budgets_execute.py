@@ -63,7 +63,7 @@ def provider(sqlite_db: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakePr
     )
     monkeypatch.setattr(limits, "wait_for_slot", lambda *_: 0.0)
     monkeypatch.setattr(limits, "settle", lambda *_: None)
-    monkeypatch.setattr(execute, "enqueue_steps", lambda ids: None)
+    monkeypatch.setattr(execute, "enqueue_steps", lambda ids, **_: None)
     budgets.forget_cached_budgets()
     yield fake
     budgets.forget_cached_budgets()

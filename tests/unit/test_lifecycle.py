@@ -175,3 +175,20 @@ def test_a_retry_of_a_cancelled_run_is_skipped_not_requeued(sqlite_db: str) -> N
     with session_scope() as session:
         assert session.get_one(StepRun, ids["a"]).status == StepStatus.skipped
         assert session.get_one(Run, run_id).finished_at is not None
+
+
+def test_steps_are_labelled_for_flower_from_names_already_at_hand(sqlite_db: str) -> None:
+    with session_scope() as session:
+        key = make_key(session)
+        make_agent(session, key, name="writer")
+        workflow = make_workflow(session, name="wf", steps=DIAMOND)
+        created = create_run(session, workflow=workflow.id, input={"x": 1})
+        ids = {s.step_key: s.id for s in session.exec(select(StepRun)).all()}
+    assert created.step_labels == {ids["a"]: "wf/a (writer)", ids["b"]: "wf/b (writer)"}
+    claim_a, claim_b = _claim(ids["a"]), _claim(ids["b"])
+    assert claim_a and claim_b and claim_a.label == "wf/a (writer)"
+    with transaction() as db:
+        assert lifecycle.complete_step(db, claim_a, _result("out-a"), {}).labels == {}
+    with transaction() as db:
+        advance = lifecycle.complete_step(db, claim_b, _result("out-b"), {})
+    assert advance.labels == {ids["c"]: "wf/c (writer)"}

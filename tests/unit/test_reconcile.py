@@ -10,7 +10,7 @@ from shared.db import session_scope
 from shared.models import StepRun, StepStatus, utcnow
 from shared.runs import create_run
 from tests.factories import make_agent, make_key, make_workflow
-from worker.reconcile import stranded_step_ids
+from worker.reconcile import step_labels, stranded_step_ids
 
 
 def test_only_stale_queued_and_expired_running_steps_are_stranded(sqlite_db: str) -> None:
@@ -45,3 +45,10 @@ def test_only_stale_queued_and_expired_running_steps_are_stranded(sqlite_db: str
     in_broker = {s for s, k in ids.items() if k == "a"}
     found = {ids[i] for i in stranded_step_ids(requeue_after_seconds=300, in_broker=in_broker)}
     assert found == {"d"}
+    # Re-sent steps keep the names Flower showed the first time.
+    by_key = {k: s for s, k in ids.items()}
+    assert step_labels([by_key["a"], by_key["d"]]) == {
+        by_key["a"]: "wf/a (w)",
+        by_key["d"]: "wf/d (w)",
+    }
+    assert step_labels([]) == {}

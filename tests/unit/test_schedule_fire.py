@@ -27,13 +27,15 @@ TEN = datetime(2030, 1, 7, 10, 0, tzinfo=UTC)  # a fire time of every hourly cro
 
 @pytest.fixture
 def enqueued(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
-    """What the tick sends to the broker, and proof that it sends only committed steps."""
+    """What the tick sends to the broker, and proof that it sends only committed steps,
+    each named for Flower."""
     sent: list[list[str]] = []
 
-    def enqueue_steps(step_ids: list[str]) -> int:
+    def enqueue_steps(step_ids: list[str], *, labels: dict[str, str]) -> int:
         with read_session() as session:
             visible = session.exec(select(StepRun.id).where(col(StepRun.id).in_(step_ids))).all()
         assert sorted(visible) == sorted(step_ids)
+        assert sorted(labels) == sorted(step_ids)
         sent.append(list(step_ids))
         return len(step_ids)
 
@@ -105,6 +107,7 @@ def test_a_due_schedule_fires_once_and_its_steps_go_out_after_the_commit(
         run = session.get(Run, fire.run_id)
         assert run is not None and run.input == {"topic": "daily"}
     assert enqueued == [fired[0].ready_step_ids] and len(enqueued[0]) == 1
+    assert fired[0].step_labels == {enqueued[0][0]: "wf/s (a)"}
     after = reload(schedule.id)
     assert after.next_fire_at == TEN + timedelta(hours=1) and after.last_fire_at == TEN
     # The same tick again, or a late one from a second beat: nothing more is due.
