@@ -17,6 +17,9 @@ from api.batches.router import router as batches_router
 from api.budgets.router import router as budgets_router
 from api.errors import install_error_handlers
 from api.keys.router import router as keys_router
+from api.metrics.http import HttpMetrics
+from api.metrics.registry import api_registry
+from api.metrics.router import metrics_router
 from api.prices.router import router as prices_router
 from api.runs.router import router as runs_router
 from api.schedules.router import router as schedules_router
@@ -141,6 +144,8 @@ def create_app() -> FastAPI:
     ):
         v1.include_router(router)
     app.include_router(v1)
+    registry, http_instruments = api_registry(settings)
+    app.include_router(metrics_router(registry))
     install_web_ui(app)
 
     @app.get("/health", tags=["health"])
@@ -156,4 +161,6 @@ def create_app() -> FastAPI:
         path_limits=dict.fromkeys(dataset_paths, settings.max_dataset_bytes),
     )
     app.add_middleware(RefuseNulInUrl)
+    # Outermost, so that it counts every answer, 413s and 400s included.
+    app.add_middleware(HttpMetrics, instruments=http_instruments)
     return app

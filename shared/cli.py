@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import socket
 import sys
 from typing import TYPE_CHECKING, Annotated, NoReturn
@@ -11,6 +10,7 @@ import typer
 
 from shared.cli_batch import batch_app
 from shared.config import get_settings
+from shared.log_setup import configure_logging, logging_config
 from shared.models import Role
 
 if TYPE_CHECKING:
@@ -44,6 +44,36 @@ def _celery_or_fail() -> Celery:
     except BrokerNotConfigured as exc:
         _fail(str(exc))
         raise
+
+
+def _leave_logging_to_ownkey() -> None:
+    """Celery configures logging unless a receiver of its `setup_logging` signal exists:
+    with one, its loggers write through the handler `main()` installed."""
+    from celery.signals import setup_logging
+
+    setup_logging.connect(_logging_is_configured, weak=False)
+
+
+def _logging_is_configured(**_: object) -> None:
+    """Logging was configured by `main()`."""
+
+
+def _celery_quiet() -> list[str]:
+    """Celery prints its start-up banner straight to stdout, bypassing logging: in JSON
+    mode it would be the one multi-line, non-JSON block of the log."""
+    return ["--quiet"] if get_settings().log_format == "json" else []
+
+
+def _serve_metrics_on_init(host: str, port: int) -> None:
+    """Serve /metrics from the worker's main process, once Celery starts it."""
+    from celery.signals import worker_init
+
+    from worker.metrics_server import start_metrics_server
+
+    def serve(**_: object) -> None:
+        start_metrics_server(host, port, get_settings().metrics_token)
+
+    worker_init.connect(serve, weak=False)
 
 
 @app.command()
@@ -91,6 +121,9 @@ def api(
         port=port or settings.api_port,
         workers=workers,
         log_level=settings.log_level.lower(),
+        # The same handler and formatter as every ownkey process, in uvicorn's worker
+        # processes too (they apply this dictionary themselves).
+        log_config=logging_config(settings.log_format, settings.log_level),
         access_log=False,
         proxy_headers=True,
     )
@@ -102,16 +135,31 @@ def worker(
     concurrency: Annotated[int | None, typer.Option(help="provider calls in flight")] = None,
     pool: Annotated[str | None, typer.Option(help="threads (default), prefork or solo")] = None,
     hostname: Annotated[str | None, typer.Option(help="worker node name")] = None,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(help="serve this worker's /metrics on this port [default: off]"),
+    ] = None,
 ) -> None:
     """Run a Celery worker that executes steps."""
     from worker.celery_app import worker_queues
 
     settings = get_settings()
+    pool = pool or settings.worker_pool
+    port = settings.worker_metrics_port if metrics_port is None else metrics_port
+    if port and pool == "prefork":
+        _fail(
+            "worker metrics need the threads or solo pool: with prefork the counters live "
+            "in the child processes, which /metrics cannot see"
+        )
     celery = _celery_or_fail()
+    _leave_logging_to_ownkey()
+    if port:
+        _serve_metrics_on_init(settings.metrics_host, port)
     celery.worker_main(
         [
+            *_celery_quiet(),
             "worker",
-            f"--pool={pool or settings.worker_pool}",
+            f"--pool={pool}",
             f"--concurrency={concurrency or settings.worker_concurrency}",
             f"--queues={worker_queues(queues or settings.worker_queues)}",
             f"--hostname={hostname or 'ownkey@' + socket.gethostname()}",
@@ -128,8 +176,10 @@ def beat() -> None:
     settings = get_settings()
     celery = _celery_or_fail()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    _leave_logging_to_ownkey()
     celery.start(
         [
+            *_celery_quiet(),
             "beat",
             f"--schedule={settings.data_dir / 'celerybeat-schedule'}",
             f"--loglevel={settings.log_level}",
@@ -149,6 +199,7 @@ def flower(
     if not auth or ":" not in auth:
         _fail("set OWNKEY_FLOWER_BASIC_AUTH=user:password; Flower never runs without a login")
     celery = _celery_or_fail()
+    _leave_logging_to_ownkey()
     args = [
         "flower",
         f"--port={port or settings.flower_port}",
@@ -308,14 +359,8 @@ def user_list() -> None:
 
 
 def main() -> None:
-    logging.basicConfig(
-        level=get_settings().log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    # httpx and httpcore log every request line at INFO/DEBUG: noise at best.
-    # Alembic announces each of its plugins at INFO when it is imported.
-    for noisy in ("httpx", "httpcore", "hpack", "alembic.runtime.plugins"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    settings = get_settings()
+    configure_logging(settings.log_format, settings.log_level)
     try:
         app()
     except KeyboardInterrupt:

@@ -67,6 +67,20 @@ class Settings(BaseSettings):
     flower_url: str = ""
 
     log_level: str = "INFO"
+    # text for a terminal; json (one object per line, with run_id/step_id while a step
+    # runs) for a log collector. docker-compose.yml sets json.
+    log_format: Literal["json", "text"] = "text"
+    # Write each rendered prompt to the worker's log at DEBUG. Prompts hold user data:
+    # only for debugging, never in production.
+    log_prompts: bool = False
+
+    # GET /metrics on the API: open when empty (keep it off the public internet), else
+    # it needs `Authorization: Bearer <token>`. Workers' /metrics take the same token.
+    metrics_token: SecretStr = SecretStr("")
+    # A worker's own /metrics port; 0 (default) serves none. A fixed default would
+    # collide when several workers share a host: give each its own (--metrics-port).
+    worker_metrics_port: int = Field(default=0, ge=0, le=65535)
+    metrics_host: str = "127.0.0.1"
 
     @field_validator("secret_key")
     @classmethod

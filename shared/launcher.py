@@ -21,7 +21,7 @@ from pathlib import Path
 
 from shared.config import Settings
 from shared.db import session_scope
-from shared.embedded_redis import EmbeddedRedis, start_redis
+from shared.embedded_redis import EmbeddedRedis, free_port, start_redis
 from shared.keystore import get_secret_box
 from shared.migrate import upgrade_database
 from shared.tokens import create_api_token, token_is_valid
@@ -143,11 +143,25 @@ def run_stack(settings: Settings, *, port: int, concurrency: int, with_flower: b
         )
         env["OWNKEY_FLOWER_BASIC_AUTH"] = flower_auth
         stack.spawn("api", ["api", "--port", str(port)], env)
-        stack.spawn("worker", ["worker", "--concurrency", str(concurrency)], env)
+        # The worker's /metrics: the configured port, else any free one (printed below).
+        metrics_port = settings.worker_metrics_port or free_port()
+        stack.spawn(
+            "worker",
+            ["worker", "--concurrency", str(concurrency), "--metrics-port", str(metrics_port)],
+            env,
+        )
         stack.spawn("beat", ["beat"], env)
         if with_flower:
             stack.spawn("flower", ["flower"], env)
-        _print_banner(settings, port, token, flower_auth if with_flower else None, env, login)
+        _print_banner(
+            settings,
+            port,
+            token,
+            flower_auth if with_flower else None,
+            env,
+            login,
+            metrics_port=metrics_port,
+        )
         previous = signal.signal(signal.SIGTERM, _interrupt)
         try:
             while (exited := stack.first_exit()) is None:
@@ -170,6 +184,8 @@ def _print_banner(
     flower_auth: str | None,
     env: dict[str, str],
     login: tuple[str, str] | None,
+    *,
+    metrics_port: int,
 ) -> None:
     host = settings.api_host
     lines = [
@@ -186,6 +202,8 @@ def _print_banner(
         f"  API:       http://{host}:{port}/api/v1   (docs: http://{host}:{port}/docs)",
         f"  Database:  {settings.resolved_database_url}",
         f"  Redis:     {env['OWNKEY_REDIS_URL']}",
+        f"  Metrics:   http://{host}:{port}/metrics (API), "
+        f"http://{settings.metrics_host}:{metrics_port}/metrics (worker)",
     ]
     if flower_auth:
         lines.append(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import time
 from datetime import datetime
 from typing import Any
 
@@ -21,6 +22,7 @@ from shared.config import get_settings
 from shared.crypto import SecretDecryptError
 from shared.db import transaction
 from shared.keystore import get_secret_box
+from shared.log_setup import log_context
 from shared.models import RunStatus, utcnow
 from shared.prices_store import price_lookup
 from shared.pricing import step_cost, usd_to_nanos
@@ -33,7 +35,8 @@ from shared.providers import (
     make_provider,
 )
 from shared.templates import PromptRenderError, render_prompt
-from worker import lifecycle, limits
+from worker import lifecycle, limits, metrics
+from worker.celery_app import DEFAULT_QUEUE
 from worker.db_retry import is_transient_db_error, with_db_retry
 from worker.dispatch import enqueue_step_later, enqueue_steps
 from worker.http_clients import thread_client
@@ -52,7 +55,14 @@ class StepFailed(Exception):
         self.kind = kind
 
 
-def execute_step(step_id: str) -> None:
+def execute_step(step_id: str, *, queue: str = DEFAULT_QUEUE) -> None:
+    """Run one step; `queue` is the broker queue its message came from (for metrics).
+    Log lines written meanwhile carry the step's ids (JSON logs)."""
+    with log_context(step_id=step_id):
+        _claim_and_run(step_id, queue)
+
+
+def _claim_and_run(step_id: str, queue: str) -> None:
     settings = get_settings()
     budgets.refresh()  # before the transaction, never inside it (see its docstring)
     with transaction() as db:
@@ -74,6 +84,16 @@ def execute_step(step_id: str) -> None:
         log.debug("step %s not claimable (done, running elsewhere, or not due)", step_id)
         return
     started = utcnow()
+    if claim.due_at is not None:
+        metrics.observe_queue_wait(queue, (started - claim.due_at).total_seconds())
+    with log_context(run_id=claim.run_id, provider=claim.provider, model=claim.model):
+        _run_claimed(claim, spent, started)
+
+
+def _run_claimed(
+    claim: lifecycle.Claim, spent: budgets.BudgetSpent | None, started: datetime
+) -> None:
+    step_id = claim.step_id
     if spent is not None:
         _fail(
             claim,
@@ -87,6 +107,8 @@ def execute_step(step_id: str) -> None:
     prompt: str | None = None
     try:
         prompt = _render(claim)
+        if get_settings().log_prompts:
+            log.debug("step %s prompt (OWNKEY_LOG_PROMPTS is on): %s", step_id, prompt)
         request = _build_request(claim, prompt)
         # Everything before the call is done before its rate-limit slot is taken: the
         # limiter counts admissions, the provider counts arrivals, and the gap between
@@ -96,7 +118,13 @@ def execute_step(step_id: str) -> None:
         if wait > 0:
             _wait_for_rate_limit(claim, wait)
             return
-        completion = provider.complete(request)
+        call_started = time.perf_counter()
+        try:
+            completion = provider.complete(request)
+        except ProviderError as exc:
+            metrics.observe_call(claim.provider, claim.model, status_code=exc.status_code)
+            raise
+        call_seconds = time.perf_counter() - call_started
         limits.settle(claim, request, completion)
     except ProviderError as exc:
         if isinstance(exc, RateLimited):
@@ -118,6 +146,16 @@ def execute_step(step_id: str) -> None:
         return
 
     result = _result_from(claim, prompt, completion)
+    metrics.observe_call(
+        claim.provider,
+        claim.model,
+        status_code=200,
+        seconds=call_seconds,
+        input_tokens=result.input_tokens,
+        output_tokens=result.output_tokens,
+        cached_tokens=result.cached_tokens,
+        cost_usd=None if result.cost_nanos is None else result.cost_nanos / 1e9,
+    )
     entry = _attempt_entry(claim, started, status_code=200)
 
     def record() -> lifecycle.Advance:
@@ -138,8 +176,15 @@ def execute_step(step_id: str) -> None:
     _after(claim, advance)
 
 
-def _after(claim: lifecycle.Claim, advance: lifecycle.Advance) -> None:
-    """What follows a committed outcome that closed the run."""
+def _after(
+    claim: lifecycle.Claim, advance: lifecycle.Advance, *, finished_as: str | None = None
+) -> None:
+    """What follows a committed outcome: the step's count, and, if it closed the run,
+    the run's events."""
+    outcome = finished_as or advance.step_status
+    log.debug("step %s: %s", claim.step_id, outcome or "handed back or lease lost")
+    if outcome:
+        metrics.observe_step_finished(outcome)
     if advance.closed:
         run_closed(claim.run_id, batch_id=claim.batch_id, workflow_id=claim.workflow_id)
 
@@ -249,7 +294,12 @@ def _fail(
                 run_status=run_status,
             )
 
-    _after(claim, with_db_retry(record, what=f"recording the failure of step {claim.step_id}"))
+    advance = with_db_retry(record, what=f"recording the failure of step {claim.step_id}")
+    _after(
+        claim,
+        advance,
+        finished_as=RunStatus.budget_exceeded if run_status == RunStatus.budget_exceeded else None,
+    )
 
 
 def _handle_provider_error(

@@ -74,6 +74,9 @@ CLAIM = (
         STEPS.c.agent_config,
         STEPS.c.depends_on,
         STEPS.c.attempt_log,
+        # Unchanged by the claim: when the step became due (the queue-wait metric).
+        STEPS.c.queued_at,
+        STEPS.c.not_before,
     )
 )
 RUN_AND_KEY = (
@@ -174,6 +177,10 @@ class Advance:
     soft_limits: tuple[budgets.SoftLimitReached, ...] = ()
     # Ready step id -> what Flower calls its message (worker.task_labels).
     labels: dict[str, str] = field(default_factory=dict)
+    # The status this outcome gave the step (succeeded, cancelled, failed); empty when
+    # nothing was recorded (the lease was lost) or the step only went back to the queue.
+    # Not compared: an Advance equals NOTHING when it moved the run no further.
+    step_status: str = field(default="", compare=False)
 
 
 NOTHING = Advance([])
@@ -203,6 +210,8 @@ class Claim:
     attempt_log: list[dict[str, Any]]
     workflow_id: str = ""
     batch_id: str | None = None
+    # When the step became due (queued, or its retry's not_before), if known.
+    due_at: datetime | None = None
     workflow_name: str = ""
     agent_name: str = ""
 
@@ -282,7 +291,13 @@ def claim_step(
         batch_id=run.batch_id,
         workflow_name=run.workflow_name,
         agent_name=step.agent_name,
+        due_at=_latest(step.queued_at, step.not_before),
     )
+
+
+def _latest(*moments: datetime | None) -> datetime | None:
+    known = [m for m in moments if m is not None]
+    return max(known) if known else None
 
 
 def _upstream_outputs(db: Connection, run_id: str, depends_on: list[str]) -> dict[str, str]:
@@ -343,6 +358,7 @@ def complete_step(
             "cost_unknown": result.cost_nanos is None,
         },
     ).scalar_one()
+    step_status = StepStatus.succeeded
     if run_status == RunStatus.cancelled:
         # The call was made and paid: keep its usage and cost, discard its output.
         db.execute(
@@ -350,7 +366,11 @@ def complete_step(
             .where(STEPS.c.id == claim.step_id)
             .values(status=StepStatus.cancelled, output=None)
         )
-    advance = advance_run(db, claim.run_id, run_status, now, workflow_name=claim.workflow_name)
+        step_status = StepStatus.cancelled
+    advance = replace(
+        advance_run(db, claim.run_id, run_status, now, workflow_name=claim.workflow_name),
+        step_status=step_status,
+    )
     reached = budgets.record_spend(
         db,
         key_id=claim.key_id,
@@ -399,7 +419,7 @@ def fail_step(
         )
         status = run_status
     skip_waiting_steps(db, claim.run_id, now)
-    return advance_run(db, claim.run_id, status, now)
+    return replace(advance_run(db, claim.run_id, status, now), step_status=StepStatus.failed)
 
 
 def lock_run_status(db: Connection, run_id: str) -> str:

@@ -17,6 +17,7 @@ import redis
 from shared.config import get_settings
 from shared.providers import ChatRequest, Completion, ProviderError
 from shared.rate_limits import Limits, RateLimiter
+from worker import metrics
 from worker.lifecycle import Claim
 
 # One second more than the provider's minute: a call admitted at the end of a window
@@ -68,18 +69,22 @@ def wait_for_slot(claim: Claim, request: ChatRequest) -> float:
     Without Redis no limit can be checked: the step waits for Redis to return."""
     try:
         if claim.key_rpm is None and claim.key_tpm is None:
-            return _learned_wait_cached(claim.key_id)
-        return limiter().acquire(
-            claim.key_id,
-            _limits(claim),
-            tokens=estimate_tokens(request),
-            request_id=_request_id(claim),
-        )
+            wait = _learned_wait_cached(claim.key_id)
+        else:
+            wait = limiter().acquire(
+                claim.key_id,
+                _limits(claim),
+                tokens=estimate_tokens(request),
+                request_id=_request_id(claim),
+            )
     except redis.RedisError as exc:
         log.warning(
             "rate limits unavailable (%s); step %s waits", type(exc).__name__, claim.step_id
         )
         return REDIS_DOWN_WAIT_SECONDS
+    if wait > 0:
+        metrics.observe_rate_limit_wait(claim.provider, wait)
+    return wait
 
 
 def settle(claim: Claim, request: ChatRequest, completion: Completion) -> None:

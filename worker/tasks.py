@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from celery import Task
 from sqlalchemy.exc import OperationalError
 
 from shared import webhooks
 from worker import batch_release
-from worker.celery_app import RECONCILE_TASK, STEP_TASK, get_celery
+from worker.celery_app import DEFAULT_QUEUE, RECONCILE_TASK, STEP_TASK, get_celery
 from worker.execute import execute_step
 from worker.reconcile import reconcile
 from worker.run_events import RUN_CLOSED_TASK
@@ -17,6 +18,7 @@ app = get_celery()
 # A database outage before the claim leaves the step untouched: try the message again.
 @app.task(  # type: ignore[untyped-decorator]
     name=STEP_TASK,
+    bind=True,
     ignore_result=True,
     autoretry_for=(OperationalError,),
     retry_backoff=1,
@@ -24,8 +26,9 @@ app = get_celery()
     retry_jitter=True,
     max_retries=30,
 )
-def step(step_id: str) -> None:
-    execute_step(step_id)
+def step(self: Task, step_id: str) -> None:
+    delivery = self.request.delivery_info or {}
+    execute_step(step_id, queue=delivery.get("routing_key") or DEFAULT_QUEUE)
 
 
 @app.task(name=RECONCILE_TASK, ignore_result=True)  # type: ignore[untyped-decorator]

@@ -28,7 +28,7 @@ PAGE_HEADERS = [
 ]
 
 
-UNGUARDED_PREFIXES = ("/api/", "/docs", "/redoc", "/openapi.json")
+UNGUARDED_PREFIXES = ("/api/", "/docs", "/redoc", "/openapi.json", "/metrics")
 
 
 class PageSecurityHeaders:

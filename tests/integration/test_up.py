@@ -127,6 +127,12 @@ def test_up_runs_everything_and_stops_cleanly(tmp_path: Path, fake_llm: FakeLLM)
         assert httpx.get(flower_api, timeout=10).status_code == 401
         auth = (flower_login.group(1), flower_login.group(2))
         assert httpx.get(flower_api, auth=auth, timeout=10).status_code == 200
+        # The banner names the worker's /metrics (a free port), which counted the call.
+        worker_metrics = re.search(r"(http://127.0.0.1:\d+/metrics) \(worker\)", banner)
+        assert worker_metrics, banner
+        scraped = httpx.get(worker_metrics.group(1), timeout=10).text
+        call = 'model="gpt-4o-mini",provider="openai",status_code="200"'
+        assert f"ownkey_provider_calls_total{{{call}}} 1.0" in scraped
         # The first admin's password is printed once, and signs in to the web UI.
         login = re.search(r"first sign-in: user (\S+), password (\S+)", banner)
         assert login, banner
