@@ -34,6 +34,7 @@ from shared.models import (
     new_id,
     utcnow,
 )
+from shared.queues import QueuedStep, resolve_queue
 
 __all__ = [
     "CreatedRun",
@@ -75,7 +76,8 @@ class IdempotencyKeyReused(ValueError):
 class CreatedRun:
     run_id: str
     status: str
-    ready_step_ids: list[str]
+    # The steps with no dependencies, each with its queue.
+    ready_steps: list[QueuedStep]
     # True when an Idempotency-Key returned an existing run: nothing was created.
     replayed: bool = False
 
@@ -99,7 +101,7 @@ WORKFLOW_WITH_CURRENT_VERSION = (
     .limit(1)
 )
 AGENTS_BY_NAME = (
-    select(AGENTS, KEYS.c.provider)
+    select(AGENTS, KEYS.c.provider, KEYS.c.queue.label("key_queue"))
     .select_from(AGENTS.join(KEYS, AGENTS.c.key_id == KEYS.c.id))
     .where(AGENTS.c.name.in_(bindparam("names", expanding=True)))
 )
@@ -124,7 +126,7 @@ def _run_for_key(db: Database, idempotency_key: str, expected_hash: str) -> Crea
         return None
     if row.request_hash != expected_hash:
         raise IdempotencyKeyReused(run_id=row.id)
-    return CreatedRun(run_id=row.id, status=row.status, ready_step_ids=[], replayed=True)
+    return CreatedRun(run_id=row.id, status=row.status, ready_steps=[], replayed=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,6 +206,8 @@ def _plan_run(
                 "prompt_template": step["prompt"],
                 # The agent's settings as they are now: later edits do not change this run.
                 "agent_config": {name: getattr(agent, name) for name in AGENT_SETTINGS},
+                # Resolved now, like the settings above: a later change moves later runs.
+                "queue": resolve_queue(agent.queue, agent.key_queue),
                 "attempts": 0,
                 "attempt_log": [],
             }
@@ -214,7 +218,7 @@ def _plan_run(
 def _insert_run(db: Database, plan: _RunPlan) -> CreatedRun:
     """Write a planned run and its steps (inside the caller's write transaction).
 
-    The ready step ids come back for the caller to enqueue after the commit. The steps
+    The ready steps come back for the caller to enqueue after the commit. The steps
     carry the agents' settings as planned, just as a run submitted a moment before an
     edit would; an Idempotency-Key that a concurrent submission took first returns that
     run."""
@@ -235,8 +239,12 @@ def _insert_run(db: Database, plan: _RunPlan) -> CreatedRun:
                 raise
             return existing
     db.execute(INSERT_STEPS, plan.step_rows)
-    ready = [row["id"] for row in plan.step_rows if row["status"] == StepStatus.queued]
-    return CreatedRun(run_id=plan.run_row["id"], status=RunStatus.queued, ready_step_ids=ready)
+    ready = [
+        QueuedStep(row["id"], row["queue"])
+        for row in plan.step_rows
+        if row["status"] == StepStatus.queued
+    ]
+    return CreatedRun(run_id=plan.run_row["id"], status=RunStatus.queued, ready_steps=ready)
 
 
 def create_run(
@@ -247,7 +255,7 @@ def create_run(
     idempotency_key: str | None = None,
 ) -> CreatedRun:
     """Create a run of the current version of `workflow` (an id or a name), in the
-    caller's transaction; the caller enqueues `ready_step_ids` after its commit.
+    caller's transaction; the caller enqueues `ready_steps` after its commit.
 
     With an `idempotency_key` already used for the same request, return that run
     (`replayed`) and create nothing; used for another request, raise

@@ -10,6 +10,7 @@ from celery import Celery
 
 from scheduler.beat_schedule import CONTROL_TASKS, RECONCILE_TASK, beat_schedule
 from shared.config import Settings, get_settings
+from shared.queues import CONTROL_QUEUE, DEFAULT_QUEUE
 
 __all__ = [
     "CONTROL_QUEUE",
@@ -21,11 +22,7 @@ __all__ = [
     "worker_queues",
 ]
 
-DEFAULT_QUEUE = "ownkey"
-# Beat's periodic tasks (reconcile, schedules, webhook retries, batch releases) go to
-# their own queue, which every worker also consumes: a backlog of thousands of steps on
-# the default queue must not delay a schedule's fire until its tick has expired.
-CONTROL_QUEUE = "ownkey.control"
+# DEFAULT_QUEUE and CONTROL_QUEUE live in shared.queues (agents and keys name queues).
 STEP_TASK = "ownkey.step"
 
 # Redis redelivers an unacked message after this long. A step's time limit plus any
@@ -51,6 +48,8 @@ def make_celery(settings: Settings) -> Celery:
             "worker.batch_tasks",
             "worker.webhook_tasks",
             "scheduler.tasks",
+            # Not tasks: the signals that keep this worker's liveness entry in Redis.
+            "worker.heartbeat",
         ],
     )
     transport = {

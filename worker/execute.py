@@ -52,14 +52,16 @@ class StepFailed(Exception):
         self.kind = kind
 
 
-def execute_step(step_id: str) -> None:
+def execute_step(step_id: str, *, node: str | None = None) -> None:
+    """Run one step. `node` is the Celery node name of the worker (recorded as the
+    step's `worker_host`: two workers on one machine stay apart); default: this host."""
     settings = get_settings()
     budgets.refresh()  # before the transaction, never inside it (see its docstring)
     with transaction() as db:
         claim = lifecycle.claim_step(
             db,
             step_id,
-            host=HOST,
+            host=node or HOST,
             default_timeout=settings.step_timeout_seconds,
             lease_margin=settings.lease_margin_seconds,
         )
@@ -192,8 +194,8 @@ def _wait_for_rate_limit(claim: lifecycle.Claim, wait: float) -> None:
             )
 
     advance = with_db_retry(record, what=f"deferring step {claim.step_id}")
-    if advance.ready:
-        enqueue_step_later(claim.step_id, countdown=wait)
+    for step in advance.ready:  # this step, on its own queue, unless its run ended
+        enqueue_step_later(step, countdown=wait)
     _after(claim, advance)
 
 
@@ -283,8 +285,8 @@ def _handle_provider_error(
             return lifecycle.retry_step_later(db, claim, delay_seconds=delay, attempt_entry=entry)
 
     advance = with_db_retry(record, what=f"scheduling a retry of step {claim.step_id}")
-    if advance.ready:
-        enqueue_step_later(claim.step_id, countdown=delay)
+    for step in advance.ready:  # this step, on its own queue, unless its run ended
+        enqueue_step_later(step, countdown=delay)
     _after(claim, advance)
 
 

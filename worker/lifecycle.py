@@ -30,6 +30,7 @@ from shared.models import (
     StepStatus,
     utcnow,
 )
+from shared.queues import DEFAULT_QUEUE, QueuedStep
 
 STEPS = cast(Table, StepRun.__table__)  # type: ignore[attr-defined]
 RUNS = cast(Table, Run.__table__)  # type: ignore[attr-defined]
@@ -70,6 +71,7 @@ CLAIM = (
         STEPS.c.agent_config,
         STEPS.c.depends_on,
         STEPS.c.attempt_log,
+        STEPS.c.queue,
     )
 )
 RUN_AND_KEY = (
@@ -93,7 +95,7 @@ MARK_RUN_RUNNING = (
     .values(status=RunStatus.running, started_at=bindparam("now"))
 )
 RUN_STEPS = select(
-    STEPS.c.id, STEPS.c.step_key, STEPS.c.status, STEPS.c.depends_on, STEPS.c.output
+    STEPS.c.id, STEPS.c.step_key, STEPS.c.status, STEPS.c.depends_on, STEPS.c.output, STEPS.c.queue
 ).where(STEPS.c.run_id == bindparam("run_id"))
 HELD = and_(
     STEPS.c.id == bindparam("step_id"),
@@ -155,10 +157,11 @@ QUEUE_READY = (
 
 @dataclass(frozen=True, slots=True)
 class Advance:
-    """What a step's outcome did to its run: successors that became due (to enqueue after
-    the commit), and whether it closed the run (batches and webhooks then hear of it)."""
+    """What a step's outcome did to its run: successors that became due (to enqueue on
+    their queues after the commit), and whether it closed the run (batches and webhooks
+    then hear of it)."""
 
-    ready: list[str]
+    ready: list[QueuedStep]
     closed: bool = False
     # Budgets whose soft limit this step's cost crossed (announced after the commit).
     soft_limits: tuple[budgets.SoftLimitReached, ...] = ()
@@ -191,6 +194,7 @@ class Claim:
     attempt_log: list[dict[str, Any]]
     workflow_id: str = ""
     batch_id: str | None = None
+    queue: str = DEFAULT_QUEUE
 
 
 @dataclass(frozen=True, slots=True)
@@ -261,6 +265,7 @@ def claim_step(
         attempt_log=list(step.attempt_log),
         workflow_id=run.workflow_id,
         batch_id=run.batch_id,
+        queue=step.queue,
     )
 
 
@@ -448,7 +453,7 @@ def retry_step_later(
         return NOTHING
     status = lock_run_status(db, claim.run_id)
     if status in LIVE_RUN_STATUSES:
-        return Advance([claim.step_id])
+        return Advance([QueuedStep(claim.step_id, claim.queue)])
     skip_waiting_steps(db, claim.run_id, now)
     return advance_run(db, claim.run_id, status, now)
 
@@ -458,15 +463,15 @@ def advance_run(db: Connection, run_id: str, run_status: str, now: datetime) -> 
     step is final. The caller holds the run's row lock."""
     steps = db.execute(RUN_STEPS, {"run_id": run_id}).all()
     succeeded = {s.step_key for s in steps if s.status == StepStatus.succeeded}
-    ready: list[str] = []
+    ready: list[QueuedStep] = []
     if run_status in LIVE_RUN_STATUSES:
         ready = [
-            s.id
+            QueuedStep(s.id, s.queue)
             for s in steps
             if s.status == StepStatus.pending and all(d in succeeded for d in s.depends_on)
         ]
     if ready:
-        db.execute(QUEUE_READY, {"ready": ready, "now": now})
+        db.execute(QUEUE_READY, {"ready": [s.step_id for s in ready], "now": now})
         return Advance(ready)
     if all(s.status in FINAL_STEP_STATUSES for s in steps):
         values: dict[str, Any] = {"finished_at": now}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from celery import Task
 from sqlalchemy.exc import OperationalError
 
 from shared import webhooks
@@ -16,6 +17,7 @@ app = get_celery()
 
 # A database outage before the claim leaves the step untouched: try the message again.
 @app.task(  # type: ignore[untyped-decorator]
+    bind=True,
     name=STEP_TASK,
     ignore_result=True,
     autoretry_for=(OperationalError,),
@@ -24,8 +26,8 @@ app = get_celery()
     retry_jitter=True,
     max_retries=30,
 )
-def step(step_id: str) -> None:
-    execute_step(step_id)
+def step(self: Task, step_id: str) -> None:
+    execute_step(step_id, node=self.request.hostname)
 
 
 @app.task(name=RECONCILE_TASK, ignore_result=True)  # type: ignore[untyped-decorator]

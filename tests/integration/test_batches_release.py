@@ -57,9 +57,9 @@ def sent(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[str]]:
     record: dict[str, list[str]] = {"steps": [], "finished": []}
     lock = threading.Lock()
 
-    def enqueue(step_ids: Any) -> int:
+    def enqueue(steps: Any) -> int:
         with lock:
-            record["steps"].extend(step_ids)
+            record["steps"].extend(step.step_id for step in steps)
         return len(record["steps"])
 
     def finished(batch_id: str) -> None:
