@@ -28,6 +28,7 @@ from api.usage.router import router as usage_router
 from api.users.router import router as users_router
 from api.web.router import install_web_ui
 from api.webhooks.router import router as webhooks_router
+from api.workers.router import router as workers_router
 from api.workflows.router import router as workflows_router
 from shared.config import get_settings
 from shared.db import get_engine
@@ -141,6 +142,7 @@ def create_app() -> FastAPI:
         batches_router,
         budgets_router,
         webhooks_router,
+        workers_router,
     ):
         v1.include_router(router)
     app.include_router(v1)

@@ -56,6 +56,12 @@ class BadGateway(ApiError):
     status_code = 502
 
 
+class ServiceUnavailable(ApiError):
+    """A service ownkey depends on (Redis) did not answer."""
+
+    status_code = 503
+
+
 def field_error(field: str | list[str], message: str, **extra: Any) -> dict[str, Any]:
     loc = ["body", *([field] if isinstance(field, str) else field)]
     return {"loc": loc, "msg": message, "type": "value_error", **extra}

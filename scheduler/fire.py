@@ -33,6 +33,7 @@ from shared.automation_models import Schedule, ScheduleFire
 from shared.config import get_settings
 from shared.db import read_session, session_scope
 from shared.models import utcnow
+from shared.queues import QueuedStep
 from shared.runs import create_run
 from worker.dispatch import enqueue_steps
 
@@ -52,8 +53,7 @@ class Fired:
     run_id: str | None = None
     batch_id: str | None = None
     error: str | None = None
-    ready_step_ids: list[str] = field(default_factory=list)
-    step_labels: dict[str, str] = field(default_factory=dict)
+    ready_steps: list[QueuedStep] = field(default_factory=list)
 
 
 class _AlreadyFired(Exception):
@@ -101,8 +101,8 @@ def fire_schedule(
         return None
     if fired is None:
         return None
-    if fired.ready_step_ids:
-        enqueue_steps(fired.ready_step_ids, labels=fired.step_labels)
+    if fired.ready_steps:
+        enqueue_steps(fired.ready_steps)
     if fired.batch_id is not None:
         _release_first_items(fired.batch_id)
     return fired
@@ -180,11 +180,7 @@ def _start(session: Session, schedule: Schedule, fire_time: datetime) -> Fired:
                 return Fired(schedule.id, fire_time, batch_id=batch_id)
             created = create_run(session, workflow=schedule.workflow_id, input=schedule.input or {})
             return Fired(
-                schedule.id,
-                fire_time,
-                run_id=created.run_id,
-                ready_step_ids=created.ready_step_ids,
-                step_labels=created.step_labels,
+                schedule.id, fire_time, run_id=created.run_id, ready_steps=created.ready_steps
             )
     except OperationalError:
         raise  # the database is away: nothing is recorded, the next tick tries again

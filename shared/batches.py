@@ -28,6 +28,7 @@ from shared import webhooks
 from shared.automation_models import Batch, BatchItem, BatchStatus
 from shared.db import transaction
 from shared.models import Run, RunStatus, Workflow, new_id, utcnow
+from shared.queues import QueuedStep
 from shared.runs import RunRejected, create_run
 from worker.dispatch import enqueue_steps
 
@@ -168,8 +169,7 @@ def lock_batch(db: Connection, batch_id: str) -> Any:
 @dataclass(slots=True)
 class _Released:
     count: int = 0
-    ready_step_ids: list[str] = field(default_factory=list)
-    step_labels: dict[str, str] = field(default_factory=dict)
+    ready_steps: list[QueuedStep] = field(default_factory=list)
     finished: bool = False
 
 
@@ -196,8 +196,7 @@ def _release(db: Connection, batch_id: str) -> _Released:
     for item in waiting:
         created = create_run(db, workflow=batch.workflow_id, input=item.input)
         assignments.append({"item_id": item.id, "new_run": created.run_id})
-        released.ready_step_ids.extend(created.ready_step_ids)
-        released.step_labels.update(created.step_labels)
+        released.ready_steps.extend(created.ready_steps)
     run_ids = [a["new_run"] for a in assignments]
     db.execute(update(RUNS).where(RUNS.c.id.in_(run_ids)).values(batch_id=batch_id))
     db.execute(SET_ITEM_RUN, assignments)
@@ -235,7 +234,7 @@ def release_waiting(batch_id: str) -> int:
         # the items wait (the sweep tries again), so restoring the agent resumes them.
         log.warning("batch %s cannot start its items: %s", batch_id, exc)
         return 0
-    enqueue_steps(released.ready_step_ids, labels=released.step_labels)
+    enqueue_steps(released.ready_steps)
     if released.finished:
         webhooks.on_batch_finished(batch_id)
     return released.count

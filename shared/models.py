@@ -19,6 +19,8 @@ from sqlalchemy import DateTime as _DateTime
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
 
+from shared.queues import DEFAULT_QUEUE, MAX_QUEUE_NAME
+
 __all__ = [
     "FINAL_RUN_STATUSES",
     "FINAL_STEP_STATUSES",
@@ -111,6 +113,8 @@ class ProviderKey(SQLModel, table=True):
     # Cluster-wide limits enforced by shared.rate_limits; None means no limit of that kind.
     rpm: int | None = None
     tpm: int | None = None
+    # The broker queue of its agents' steps unless an agent names its own (shared.queues).
+    queue: str | None = Field(default=None, max_length=MAX_QUEUE_NAME)
     created_at: datetime = Field(
         default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
     )
@@ -128,6 +132,8 @@ class Agent(SQLModel, table=True):
     max_tokens: int | None = None
     timeout_seconds: float | None = None
     max_attempts: int = 3
+    # The broker queue of its steps; None: its key's queue, else the default queue.
+    queue: str | None = Field(default=None, max_length=MAX_QUEUE_NAME)
     created_at: datetime = Field(
         default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
     )
@@ -222,6 +228,12 @@ class StepRun(SQLModel, table=True):
     # system_prompt, temperature, max_tokens, timeout_seconds, max_attempts at submission.
     agent_config: dict[str, Any] = Field(
         default_factory=dict, sa_column=Column(JSON, nullable=False)
+    )
+    # The broker queue resolved at submission (shared.queues); every enqueue uses it.
+    queue: str = Field(
+        default=DEFAULT_QUEUE,
+        max_length=MAX_QUEUE_NAME,
+        sa_column_kwargs={"server_default": DEFAULT_QUEUE},
     )
     # Execution state.
     attempts: int = 0

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, cast
 
 from sqlalchemy import Connection, Table, bindparam, insert, or_, select
@@ -34,7 +34,8 @@ from shared.models import (
     new_id,
     utcnow,
 )
-from worker.task_labels import step_label
+from shared.queues import QueuedStep, resolve_queue
+from shared.task_labels import step_label
 
 __all__ = [
     "CreatedRun",
@@ -76,11 +77,10 @@ class IdempotencyKeyReused(ValueError):
 class CreatedRun:
     run_id: str
     status: str
-    ready_step_ids: list[str]
+    # The steps with no dependencies, each with its queue.
+    ready_steps: list[QueuedStep]
     # True when an Idempotency-Key returned an existing run: nothing was created.
     replayed: bool = False
-    # Step id -> what Flower calls its message (worker.task_labels), for enqueue_steps.
-    step_labels: dict[str, str] = field(default_factory=dict)
 
 
 # Runs are created through an ORM session (tests, the API) or a plain connection.
@@ -107,7 +107,7 @@ WORKFLOW_WITH_CURRENT_VERSION = (
     .limit(1)
 )
 AGENTS_BY_NAME = (
-    select(AGENTS, KEYS.c.provider)
+    select(AGENTS, KEYS.c.provider, KEYS.c.queue.label("key_queue"))
     .select_from(AGENTS.join(KEYS, AGENTS.c.key_id == KEYS.c.id))
     .where(AGENTS.c.name.in_(bindparam("names", expanding=True)))
 )
@@ -132,7 +132,7 @@ def _run_for_key(db: Database, idempotency_key: str, expected_hash: str) -> Crea
         return None
     if row.request_hash != expected_hash:
         raise IdempotencyKeyReused(run_id=row.id)
-    return CreatedRun(run_id=row.id, status=row.status, ready_step_ids=[], replayed=True)
+    return CreatedRun(run_id=row.id, status=row.status, ready_steps=[], replayed=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,6 +213,8 @@ def _plan_run(
                 "prompt_template": step["prompt"],
                 # The agent's settings as they are now: later edits do not change this run.
                 "agent_config": {name: getattr(agent, name) for name in AGENT_SETTINGS},
+                # Resolved now, like the settings above: a later change moves later runs.
+                "queue": resolve_queue(agent.queue, agent.key_queue),
                 "attempts": 0,
                 "attempt_log": [],
             }
@@ -223,7 +225,7 @@ def _plan_run(
 def _insert_run(db: Database, plan: _RunPlan) -> CreatedRun:
     """Write a planned run and its steps (inside the caller's write transaction).
 
-    The ready step ids come back for the caller to enqueue after the commit. The steps
+    The ready steps come back for the caller to enqueue after the commit. The steps
     carry the agents' settings as planned, just as a run submitted a moment before an
     edit would; an Idempotency-Key that a concurrent submission took first returns that
     run."""
@@ -244,18 +246,16 @@ def _insert_run(db: Database, plan: _RunPlan) -> CreatedRun:
                 raise
             return existing
     db.execute(INSERT_STEPS, plan.step_rows)
-    ready = [row for row in plan.step_rows if row["status"] == StepStatus.queued]
-    return CreatedRun(
-        run_id=plan.run_row["id"],
-        status=RunStatus.queued,
-        ready_step_ids=[row["id"] for row in ready],
-        step_labels={
-            row["id"]: step_label(
-                workflow=plan.workflow_name, step=row["step_key"], agent=row["agent_name"]
-            )
-            for row in ready
-        },
-    )
+    ready = [
+        QueuedStep(
+            row["id"],
+            row["queue"],
+            step_label(workflow=plan.workflow_name, step=row["step_key"], agent=row["agent_name"]),
+        )
+        for row in plan.step_rows
+        if row["status"] == StepStatus.queued
+    ]
+    return CreatedRun(run_id=plan.run_row["id"], status=RunStatus.queued, ready_steps=ready)
 
 
 def create_run(
@@ -266,7 +266,7 @@ def create_run(
     idempotency_key: str | None = None,
 ) -> CreatedRun:
     """Create a run of the current version of `workflow` (an id or a name), in the
-    caller's transaction; the caller enqueues `ready_step_ids` after its commit.
+    caller's transaction; the caller enqueues `ready_steps` after its commit.
 
     With an `idempotency_key` already used for the same request, return that run
     (`replayed`) and create nothing; used for another request, raise

@@ -18,8 +18,9 @@ def make_key(
     provider: str = "openai",
     name: str = "k",
     base_url: str = "http://127.0.0.1:1/v1",
+    **fields: Any,
 ) -> ProviderKey:
-    key = ProviderKey(provider=provider, name=name, base_url=base_url)
+    key = ProviderKey(provider=provider, name=name, base_url=base_url, **fields)
     session.add(key)
     session.flush()
     return key

@@ -1,6 +1,6 @@
 """The one Celery app. The API imports it only to send messages; tasks live in
 `worker.tasks` and are named for what they do; a step message also carries a display
-name (worker.task_labels), so Flower shows `ownkey.step triage/extract (extractor)`.
+name (shared.task_labels), so Flower shows `ownkey.step triage/extract (extractor)`.
 
 Messages carry a step id and nothing else (DESIGN.md, principle 1).
 """
@@ -11,6 +11,7 @@ from celery import Celery
 
 from scheduler.beat_schedule import CONTROL_TASKS, RECONCILE_TASK, beat_schedule
 from shared.config import Settings, get_settings
+from shared.queues import CONTROL_QUEUE, DEFAULT_QUEUE
 
 __all__ = [
     "CONTROL_QUEUE",
@@ -22,11 +23,7 @@ __all__ = [
     "worker_queues",
 ]
 
-DEFAULT_QUEUE = "ownkey"
-# Beat's periodic tasks (reconcile, schedules, webhook retries, batch releases) go to
-# their own queue, which every worker also consumes: a backlog of thousands of steps on
-# the default queue must not delay a schedule's fire until its tick has expired.
-CONTROL_QUEUE = "ownkey.control"
+# DEFAULT_QUEUE and CONTROL_QUEUE live in shared.queues (agents and keys name queues).
 STEP_TASK = "ownkey.step"
 
 # Redis redelivers an unacked message after this long. A step's time limit plus any
@@ -52,6 +49,8 @@ def make_celery(settings: Settings) -> Celery:
             "worker.batch_tasks",
             "worker.webhook_tasks",
             "scheduler.tasks",
+            # Not tasks: the signals that keep this worker's liveness entry in Redis.
+            "worker.heartbeat",
         ],
     )
     transport = {

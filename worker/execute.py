@@ -36,7 +36,6 @@ from shared.providers import (
 )
 from shared.templates import PromptRenderError, render_prompt
 from worker import lifecycle, limits, metrics
-from worker.celery_app import DEFAULT_QUEUE
 from worker.db_retry import is_transient_db_error, with_db_retry
 from worker.dispatch import enqueue_step_later, enqueue_steps
 from worker.http_clients import thread_client
@@ -55,21 +54,22 @@ class StepFailed(Exception):
         self.kind = kind
 
 
-def execute_step(step_id: str, *, queue: str = DEFAULT_QUEUE) -> None:
-    """Run one step; `queue` is the broker queue its message came from (for metrics).
+def execute_step(step_id: str, *, node: str | None = None) -> None:
+    """Run one step. `node` is the Celery node name of the worker (recorded as the
+    step's `worker_host`: two workers on one machine stay apart); default: this host.
     Log lines written meanwhile carry the step's ids (JSON logs)."""
     with log_context(step_id=step_id):
-        _claim_and_run(step_id, queue)
+        _claim_and_run(step_id, node)
 
 
-def _claim_and_run(step_id: str, queue: str) -> None:
+def _claim_and_run(step_id: str, node: str | None) -> None:
     settings = get_settings()
     budgets.refresh()  # before the transaction, never inside it (see its docstring)
     with transaction() as db:
         claim = lifecycle.claim_step(
             db,
             step_id,
-            host=HOST,
+            host=node or HOST,
             default_timeout=settings.step_timeout_seconds,
             lease_margin=settings.lease_margin_seconds,
         )
@@ -85,7 +85,7 @@ def _claim_and_run(step_id: str, queue: str) -> None:
         return
     started = utcnow()
     if claim.due_at is not None:
-        metrics.observe_queue_wait(queue, (started - claim.due_at).total_seconds())
+        metrics.observe_queue_wait(claim.queue, (started - claim.due_at).total_seconds())
     with log_context(run_id=claim.run_id, provider=claim.provider, model=claim.model):
         _run_claimed(claim, spent, started)
 
@@ -171,7 +171,7 @@ def _run_claimed(
         message = f"the provider's answer could not be stored ({type(exc.orig).__name__})"
         _fail(claim, started, message, kind="StorageError", prompt=None)
         return
-    enqueue_steps(advance.ready, labels=advance.labels)
+    enqueue_steps(advance.ready)
     budgets.announce_soft_limits(advance.soft_limits)
     _after(claim, advance)
 
@@ -237,8 +237,8 @@ def _wait_for_rate_limit(claim: lifecycle.Claim, wait: float) -> None:
             )
 
     advance = with_db_retry(record, what=f"deferring step {claim.step_id}")
-    if advance.ready:
-        enqueue_step_later(claim.step_id, countdown=wait, label=claim.label)
+    for step in advance.ready:  # this step, on its own queue, unless its run ended
+        enqueue_step_later(step, countdown=wait)
     _after(claim, advance)
 
 
@@ -333,8 +333,8 @@ def _handle_provider_error(
             return lifecycle.retry_step_later(db, claim, delay_seconds=delay, attempt_entry=entry)
 
     advance = with_db_retry(record, what=f"scheduling a retry of step {claim.step_id}")
-    if advance.ready:
-        enqueue_step_later(claim.step_id, countdown=delay, label=claim.label)
+    for step in advance.ready:  # this step, on its own queue, unless its run ended
+        enqueue_step_later(step, countdown=delay)
     _after(claim, advance)
 
 

@@ -31,7 +31,8 @@ from shared.models import (
     Workflow,
     utcnow,
 )
-from worker.task_labels import step_label
+from shared.queues import DEFAULT_QUEUE, QueuedStep
+from shared.task_labels import step_label
 
 STEPS = cast(Table, StepRun.__table__)  # type: ignore[attr-defined]
 RUNS = cast(Table, Run.__table__)  # type: ignore[attr-defined]
@@ -77,6 +78,7 @@ CLAIM = (
         # Unchanged by the claim: when the step became due (the queue-wait metric).
         STEPS.c.queued_at,
         STEPS.c.not_before,
+        STEPS.c.queue,
     )
 )
 RUN_AND_KEY = (
@@ -107,6 +109,7 @@ RUN_STEPS = select(
     STEPS.c.status,
     STEPS.c.depends_on,
     STEPS.c.output,
+    STEPS.c.queue,
 ).where(STEPS.c.run_id == bindparam("run_id"))
 HELD = and_(
     STEPS.c.id == bindparam("step_id"),
@@ -168,15 +171,14 @@ QUEUE_READY = (
 
 @dataclass(frozen=True, slots=True)
 class Advance:
-    """What a step's outcome did to its run: successors that became due (to enqueue after
-    the commit), and whether it closed the run (batches and webhooks then hear of it)."""
+    """What a step's outcome did to its run: successors that became due (to enqueue on
+    their queues after the commit), and whether it closed the run (batches and webhooks
+    then hear of it)."""
 
-    ready: list[str]
+    ready: list[QueuedStep]
     closed: bool = False
     # Budgets whose soft limit this step's cost crossed (announced after the commit).
     soft_limits: tuple[budgets.SoftLimitReached, ...] = ()
-    # Ready step id -> what Flower calls its message (worker.task_labels).
-    labels: dict[str, str] = field(default_factory=dict)
     # The status this outcome gave the step (succeeded, cancelled, failed); empty when
     # nothing was recorded (the lease was lost) or the step only went back to the queue.
     # Not compared: an Advance equals NOTHING when it moved the run no further.
@@ -214,11 +216,13 @@ class Claim:
     due_at: datetime | None = None
     workflow_name: str = ""
     agent_name: str = ""
+    queue: str = DEFAULT_QUEUE
 
     @property
-    def label(self) -> str:
-        """What Flower calls this step's messages (worker.task_labels)."""
-        return step_label(workflow=self.workflow_name, step=self.step_key, agent=self.agent_name)
+    def queued(self) -> QueuedStep:
+        """This step as its messages are sent: its queue and what Flower calls it."""
+        label = step_label(workflow=self.workflow_name, step=self.step_key, agent=self.agent_name)
+        return QueuedStep(self.step_id, self.queue, label)
 
 
 @dataclass(frozen=True, slots=True)
@@ -292,6 +296,7 @@ def claim_step(
         workflow_name=run.workflow_name,
         agent_name=step.agent_name,
         due_at=_latest(step.queued_at, step.not_before),
+        queue=step.queue,
     )
 
 
@@ -489,7 +494,7 @@ def retry_step_later(
         return NOTHING
     status = lock_run_status(db, claim.run_id)
     if status in LIVE_RUN_STATUSES:
-        return Advance([claim.step_id])
+        return Advance([claim.queued])
     skip_waiting_steps(db, claim.run_id, now)
     return advance_run(db, claim.run_id, status, now)
 
@@ -503,20 +508,20 @@ def advance_run(
     knows the name from the claim."""
     steps = db.execute(RUN_STEPS, {"run_id": run_id}).all()
     succeeded = {s.step_key for s in steps if s.status == StepStatus.succeeded}
-    live = run_status in LIVE_RUN_STATUSES
-    ready = [
-        s
-        for s in steps
-        if live and s.status == StepStatus.pending and all(d in succeeded for d in s.depends_on)
-    ]
+    ready: list[QueuedStep] = []
+    if run_status in LIVE_RUN_STATUSES:
+        ready = [
+            QueuedStep(
+                s.id,
+                s.queue,
+                step_label(workflow=workflow_name, step=s.step_key, agent=s.agent_name),
+            )
+            for s in steps
+            if s.status == StepStatus.pending and all(d in succeeded for d in s.depends_on)
+        ]
     if ready:
-        ready_ids = [s.id for s in ready]
-        db.execute(QUEUE_READY, {"ready": ready_ids, "now": now})
-        labels = {
-            s.id: step_label(workflow=workflow_name, step=s.step_key, agent=s.agent_name)
-            for s in ready
-        }
-        return Advance(ready_ids, labels=labels)
+        db.execute(QUEUE_READY, {"ready": [s.step_id for s in ready], "now": now})
+        return Advance(ready)
     if all(s.status in FINAL_STEP_STATUSES for s in steps):
         values: dict[str, Any] = {"finished_at": now}
         if run_status in LIVE_RUN_STATUSES:

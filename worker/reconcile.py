@@ -1,8 +1,9 @@
 """The reconciler: a beat task that makes sure no run is stranded.
 
-- A step queued in SQL for longer than `requeue_after_seconds` whose message is in no
-  broker queue (lost in a Redis restart without persistence, or never sent because the
-  broker was down after the commit) is enqueued again.
+- A step queued in SQL for longer than `requeue_after_seconds` whose message is not in
+  its queue (lost in a Redis restart without persistence, or never sent because the
+  broker was down after the commit) is enqueued again, on that queue. Only the queues
+  such steps use are read: one step per queue is enough to make the scan look there.
 - A step running under an expired lease (its worker died, or hung past its timeout) is
   enqueued again; the claim takes it over and a late result from the old worker is
   discarded.
@@ -16,6 +17,8 @@ finds nothing to do.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from dataclasses import replace
 from datetime import timedelta
 
 import redis
@@ -24,50 +27,57 @@ from sqlalchemy import and_, exists, or_, select
 from shared.config import get_settings
 from shared.db import read_session, transaction
 from shared.models import FINAL_STEP_STATUSES, RunStatus, StepStatus, utcnow
+from shared.queues import QueuedStep
+from shared.task_labels import step_label
 from worker import lifecycle
 from worker.broker_scan import step_ids_in_broker
-from worker.celery_app import DEFAULT_QUEUE
 from worker.dispatch import enqueue_steps
 from worker.run_events import announce_closed
-from worker.task_labels import step_label
 
 log = logging.getLogger(__name__)
 BATCH = 5000
 
 
-def stale_queued_and_expired_steps(*, requeue_after_seconds: float) -> tuple[list[str], list[str]]:
+def stale_queued_and_expired_steps(
+    *, requeue_after_seconds: float
+) -> tuple[list[QueuedStep], list[QueuedStep]]:
     now = utcnow()
     stale = now - timedelta(seconds=requeue_after_seconds)
     steps = lifecycle.STEPS
     with read_session() as session:
         queued = session.execute(
-            select(steps.c.id)
+            select(steps.c.id, steps.c.queue)
             .where(
                 steps.c.status == StepStatus.queued,
                 steps.c.queued_at < stale,
                 or_(steps.c.not_before.is_(None), steps.c.not_before < stale),
             )
             .limit(BATCH)
-        ).scalars()
-        queued_ids = list(queued)
+        ).all()
         expired = session.execute(
-            select(steps.c.id)
+            select(steps.c.id, steps.c.queue)
             .where(steps.c.status == StepStatus.running, steps.c.lease_expires_at < now)
             .limit(BATCH)
-        ).scalars()
-        return queued_ids, list(expired)
+        ).all()
+        return [QueuedStep(*row) for row in queued], [QueuedStep(*row) for row in expired]
 
 
-def stranded_step_ids(*, requeue_after_seconds: float, in_broker: set[str]) -> list[str]:
+def stranded_steps(
+    *, requeue_after_seconds: float, in_broker: Callable[[str], set[str]]
+) -> list[QueuedStep]:
+    """Steps to enqueue again. `in_broker(queue)` answers which step ids have a message
+    waiting in that queue; it is asked only about the queues stale steps use, once each."""
     queued, expired = stale_queued_and_expired_steps(requeue_after_seconds=requeue_after_seconds)
-    return [step for step in queued if step not in in_broker] + expired
+    waiting = {queue: in_broker(queue) for queue in {step.queue for step in queued}}
+    return [step for step in queued if step.step_id not in waiting[step.queue]] + expired
 
 
-def step_labels(step_ids: list[str]) -> dict[str, str]:
-    """What Flower calls the re-sent steps' messages: one query per tick, and only when
-    something is stranded (off the per-step hot path)."""
-    if not step_ids:
-        return {}
+def with_labels(stranded: list[QueuedStep]) -> list[QueuedStep]:
+    """The stranded steps, named as Flower shows them: one query per tick, and only
+    when something is stranded (off the per-step hot path)."""
+    if not stranded:
+        return []
+    step_ids = [step.step_id for step in stranded]
     steps, runs, workflows = lifecycle.STEPS, lifecycle.RUNS, lifecycle.WORKFLOWS
     with read_session() as session:
         rows = session.execute(
@@ -79,10 +89,11 @@ def step_labels(step_ids: list[str]) -> dict[str, str]:
             )
             .where(steps.c.id.in_(step_ids))
         )
-        return {
+        labels = {
             row.id: step_label(workflow=row.name, step=row.step_key, agent=row.agent_name)
             for row in rows
         }
+    return [replace(step, label=labels.get(step.step_id, "")) for step in stranded]
 
 
 def close_finished_runs() -> int:
@@ -124,14 +135,13 @@ def reconcile() -> int:
     settings = get_settings()
     client = redis.Redis.from_url(settings.redis_url)
     try:
-        queues = {DEFAULT_QUEUE, *settings.worker_queues.split(",")}
-        in_broker = step_ids_in_broker(client, queues)
+        stranded = stranded_steps(
+            requeue_after_seconds=settings.requeue_after_seconds,
+            in_broker=lambda queue: step_ids_in_broker(client, [queue]),
+        )
     finally:
         client.close()
-    ids = stranded_step_ids(
-        requeue_after_seconds=settings.requeue_after_seconds, in_broker=in_broker
-    )
     closed = close_finished_runs()
-    if ids or closed:
-        log.info("reconciler: re-enqueued %d stranded steps, closed %d runs", len(ids), closed)
-    return enqueue_steps(ids, labels=step_labels(ids))
+    if stranded or closed:
+        log.info("reconciler: re-enqueued %d stranded steps, closed %d runs", len(stranded), closed)
+    return enqueue_steps(with_labels(stranded))

@@ -7,7 +7,7 @@ from sqlalchemy.exc import OperationalError
 
 from shared import webhooks
 from worker import batch_release
-from worker.celery_app import DEFAULT_QUEUE, RECONCILE_TASK, STEP_TASK, get_celery
+from worker.celery_app import RECONCILE_TASK, STEP_TASK, get_celery
 from worker.execute import execute_step
 from worker.reconcile import reconcile
 from worker.run_events import RUN_CLOSED_TASK
@@ -17,8 +17,8 @@ app = get_celery()
 
 # A database outage before the claim leaves the step untouched: try the message again.
 @app.task(  # type: ignore[untyped-decorator]
-    name=STEP_TASK,
     bind=True,
+    name=STEP_TASK,
     ignore_result=True,
     autoretry_for=(OperationalError,),
     retry_backoff=1,
@@ -27,8 +27,7 @@ app = get_celery()
     max_retries=30,
 )
 def step(self: Task, step_id: str) -> None:
-    delivery = self.request.delivery_info or {}
-    execute_step(step_id, queue=delivery.get("routing_key") or DEFAULT_QUEUE)
+    execute_step(step_id, node=self.request.hostname)
 
 
 @app.task(name=RECONCILE_TASK, ignore_result=True)  # type: ignore[untyped-decorator]

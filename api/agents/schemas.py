@@ -5,6 +5,8 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
+from shared.queues import QueueName
+
 NAME_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.\- ]{0,99}$"
 
 
@@ -29,6 +31,7 @@ class AgentFields(BaseModel):
     max_tokens: int | None = Field(default=None, ge=1, le=1_000_000)
     timeout_seconds: float | None = Field(default=None, gt=0, le=3600)
     max_attempts: int = Field(default=3, ge=1, le=10)
+    queue: QueueName | None = None
 
 
 class AgentCreate(AgentFields):
@@ -56,6 +59,8 @@ class AgentUpdate(BaseModel):
     max_tokens: int | None = Field(default=None, ge=1, le=1_000_000)
     timeout_seconds: float | None = Field(default=None, gt=0, le=3600)
     max_attempts: int | None = Field(default=None, ge=1, le=10)
+    # null clears it: the agent's steps then follow its key's queue.
+    queue: QueueName | None = None
 
     @field_validator("model")
     @classmethod
@@ -76,6 +81,7 @@ class AgentPublic(BaseModel):
     max_tokens: int | None
     timeout_seconds: float | None
     max_attempts: int
+    queue: str | None
     created_at: datetime
     updated_at: datetime
 

@@ -39,8 +39,9 @@ def get_key(key_id: str, session: ReadSessionDep, _: Viewer) -> KeyPublic:
 
 @router.patch("/{key_id}", response_model=KeyPublic)
 def update_key(key_id: str, body: KeyUpdate, session: SessionDep, who: Admin) -> KeyPublic:
-    """Rename, move, or set or clear (null) the key's rpm/tpm limits. The secret cannot
-    be changed here: create a new key for a new secret."""
+    """Rename, move, or set or clear (null) the key's rpm/tpm limits and queue. The
+    secret cannot be changed here: create a new key for a new secret. A new queue holds
+    for runs submitted after the change; steps already planned keep theirs."""
     key = service.update_key(session=session, key_id=key_id, body=body, actor=who.actor)
     return KeyPublic.model_validate(key, from_attributes=True)
 

@@ -7,6 +7,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from shared.providers import DEFAULT_BASE_URLS, NEEDS_SECRET
+from shared.queues import QueueName
 
 ProviderName = Literal[
     "anthropic", "openai", "mistral", "groq", "ollama", "lmstudio", "openai_compatible"
@@ -48,6 +49,7 @@ class KeyCreate(BaseModel):
     base_url: str | None = Field(default=None, max_length=500)
     rpm: int | None = Field(default=None, ge=1, le=MAX_LIMIT, description=RPM_DESCRIPTION)
     tpm: int | None = Field(default=None, ge=1, le=MAX_LIMIT, description=TPM_DESCRIPTION)
+    queue: QueueName | None = None
 
     _base_url = field_validator("base_url")(check_base_url)
     _name = field_validator("name")(check_name)
@@ -78,6 +80,8 @@ class KeyUpdate(BaseModel):
     base_url: str | None = Field(default=None, max_length=500)
     rpm: int | None = Field(default=None, ge=1, le=MAX_LIMIT, description=RPM_DESCRIPTION)
     tpm: int | None = Field(default=None, ge=1, le=MAX_LIMIT, description=TPM_DESCRIPTION)
+    # null clears it: the agents' steps then go to the default queue.
+    queue: QueueName | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -111,6 +115,7 @@ class KeyPublic(BaseModel):
     key_hint: str
     rpm: int | None
     tpm: int | None
+    queue: str | None
     created_at: datetime
 
 

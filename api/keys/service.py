@@ -33,6 +33,7 @@ def create_key(*, session: Session, body: KeyCreate, actor: Actor) -> ProviderKe
         key_hint=key_hint(secret) if secret else "",
         rpm=body.rpm,
         tpm=body.tpm,
+        queue=body.queue,
     )
     session.add(key)
     try:
@@ -46,7 +47,12 @@ def create_key(*, session: Session, body: KeyCreate, actor: Actor) -> ProviderKe
         target_type="key",
         target_id=key.id,
         target_name=key.name,
-        detail={"provider": key.provider, "base_url": key.base_url, "hint": key.key_hint},
+        detail={
+            "provider": key.provider,
+            "base_url": key.base_url,
+            "hint": key.key_hint,
+            "queue": key.queue,
+        },
     )
     return key
 

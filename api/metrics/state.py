@@ -23,8 +23,8 @@ from sqlalchemy import func, select
 
 from shared.config import Settings, get_settings
 from shared.db import get_engine
-from shared.models import Run, RunStatus, StepRun, StepStatus
-from worker.celery_app import CONTROL_QUEUE, DEFAULT_QUEUE
+from shared.models import Agent, ProviderKey, Run, RunStatus, StepRun, StepStatus
+from shared.queues import CONTROL_QUEUE, DEFAULT_QUEUE
 
 __all__ = ["CACHE_SECONDS", "StateCollector", "queue_names"]
 
@@ -33,10 +33,23 @@ log = logging.getLogger(__name__)
 
 
 def queue_names(settings: Settings) -> list[str]:
-    """The broker queues whose depth is exported: the default and control queues and
-    those workers are configured to consume. (Extend here when steps name their queue.)"""
+    """The broker queues whose depth is always exported: the default and control queues
+    and those workers are configured to consume; `routed_queues` adds the others."""
     configured = [q.strip() for q in settings.worker_queues.split(",") if q.strip()]
     return list(dict.fromkeys([DEFAULT_QUEUE, CONTROL_QUEUE, *configured]))
+
+
+def routed_queues() -> list[str]:
+    """The queues agents and keys route steps to (shared.queues)."""
+    agents = Agent.__table__.c  # type: ignore[attr-defined]
+    keys = ProviderKey.__table__.c  # type: ignore[attr-defined]
+    with get_engine().connect() as db:
+        rows = db.execute(
+            select(agents.queue)
+            .where(agents.queue.is_not(None))
+            .union(select(keys.queue).where(keys.queue.is_not(None)))
+        ).scalars()
+        return sorted(str(q) for q in rows)
 
 
 def count_by_status(table: Any) -> dict[str, int]:
@@ -99,7 +112,10 @@ class StateCollector(Collector):
         self.queues = list(queues)
         self._runs = _Cached(lambda: count_by_status(Run.__table__), ttl)  # type: ignore[attr-defined]
         self._steps = _Cached(lambda: count_by_status(StepRun.__table__), ttl)  # type: ignore[attr-defined]
-        self._depths = _Cached(lambda: queue_depths(broker(), self.queues), ttl)
+        self._depths = _Cached(
+            lambda: queue_depths(broker(), list(dict.fromkeys([*self.queues, *routed_queues()]))),
+            ttl,
+        )
 
     def describe(self) -> Iterator[GaugeMetricFamily]:
         """Names only: the registry must not read SQL when the collector is registered."""

@@ -52,6 +52,10 @@ class StepPublic(BaseModel):
     worker_host: str | None
     started_at: datetime | None
     finished_at: datetime | None
+    # The broker queue the step was planned on, and, while it is queued there with no
+    # live worker consuming it, why it does not start.
+    queue: str
+    waiting_for: str | None = None
 
 
 class RunSummary(BaseModel):

@@ -13,11 +13,12 @@ from api.runs.schemas import (
     RunSummary,
     StepPublic,
 )
+from api.workers.service import liveness, waiting_for
 from api.workflows.service import find_workflow
 from shared import audit
 from shared.audit import Actor
 from shared.db import transaction
-from shared.models import Run, StepRun, Workflow, WorkflowVersion
+from shared.models import Run, StepRun, StepStatus, Workflow, WorkflowVersion
 from shared.pricing import nanos_to_usd
 from shared.runs import CreatedRun, IdempotencyKeyReused, RunRejected, create_run
 from worker import lifecycle
@@ -47,7 +48,7 @@ def submit_run(body: RunCreate, *, actor: Actor, idempotency_key: str | None = N
     except IdempotencyKeyReused as exc:
         error = {"loc": ["header", IDEMPOTENCY_HEADER], "msg": str(exc), "type": "value_error"}
         raise Unprocessable([error]) from exc
-    enqueue_steps(created.ready_step_ids, labels=created.step_labels)
+    enqueue_steps(created.ready_steps)
     return created
 
 
@@ -87,7 +88,7 @@ def _summary(run: Run, workflow: Workflow, version: int) -> dict[str, object]:
     }
 
 
-def _step_public(step: StepRun) -> StepPublic:
+def _step_public(step: StepRun, live_queues: set[str] | None) -> StepPublic:
     return StepPublic(
         id=step.step_key,
         step_run_id=step.id,
@@ -108,6 +109,10 @@ def _step_public(step: StepRun) -> StepPublic:
         worker_host=step.worker_host,
         started_at=step.started_at,
         finished_at=step.finished_at,
+        queue=step.queue,
+        waiting_for=(
+            waiting_for(step.queue, live_queues) if step.status == StepStatus.queued else None
+        ),
     )
 
 
@@ -124,10 +129,13 @@ def get_run(*, session: Session, run_id: str) -> RunPublic:
     steps = session.exec(
         select(StepRun).where(StepRun.run_id == run.id).order_by(col(StepRun.position))
     ).all()
+    # Redis is asked (through a short cache) only while some step waits in a queue.
+    waiting = any(s.status == StepStatus.queued for s in steps)
+    live_queues = liveness.queues() if waiting else None
     return RunPublic(
         **_summary(run, workflow, version),  # type: ignore[arg-type]
         input=run.input,
-        steps=[_step_public(s) for s in steps],
+        steps=[_step_public(s, live_queues) for s in steps],
     )
 
 

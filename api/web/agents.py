@@ -39,6 +39,7 @@ FIELDS = (
     "max_tokens",
     "timeout_seconds",
     "max_attempts",
+    "queue",
 )
 NEW_AGENT = {"max_attempts": "3"}
 
@@ -55,6 +56,7 @@ class AgentForm(BaseModel):
     max_tokens: str = Field(default="", max_length=50)
     timeout_seconds: str = Field(default="", max_length=50)
     max_attempts: str = Field(default="", max_length=50)
+    queue: str = Field(default="", max_length=200)
 
     @property
     def model(self) -> str:
@@ -80,6 +82,8 @@ class AgentForm(BaseModel):
             "max_tokens": number(self.max_tokens),
             "timeout_seconds": number(self.timeout_seconds),
             "max_attempts": number(self.max_attempts) or 3,
+            # Blank: the key's queue (on an edit, this clears the agent's own).
+            "queue": self.queue.strip() or None,
         }
 
 
@@ -129,6 +133,7 @@ def _form_from(agent: AgentPublic) -> dict[str, str]:
         "max_tokens": text(agent.max_tokens),
         "timeout_seconds": text(agent.timeout_seconds),
         "max_attempts": text(agent.max_attempts),
+        "queue": text(agent.queue),
     }
 
 

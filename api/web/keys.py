@@ -17,17 +17,18 @@ from pydantic import ValidationError
 
 from api.errors import ApiError
 from api.keys import service
-from api.keys.schemas import KeyCreate, KeyPublic, ProviderName
+from api.keys.schemas import KeyCreate, KeyPublic, KeyUpdate, ProviderName
 from api.usage.router import UsageLine, build_report
 from api.web.forms import FORM, api_errors, validation_errors
 from api.web.render import render
 from api.web.session import FormAdmin, PageViewer
 from shared.db import read_session, session_scope
 from shared.providers import DEFAULT_BASE_URLS, NEEDS_SECRET
+from shared.queues import DEFAULT_QUEUE
 
 router = APIRouter(prefix="/settings/keys", include_in_schema=False)
 
-FIELDS = ("provider", "name", "base_url", "api_key")
+FIELDS = ("provider", "name", "base_url", "api_key", "queue")
 LABELS = {
     "openai": "OpenAI",
     "anthropic": "Anthropic",
@@ -96,6 +97,7 @@ def _keys_page(
         errors=errors or {},
         form=form or {"provider": "openai"},
         results=results or {},
+        default_queue=DEFAULT_QUEUE,
         status_code=status_code,
     )
 
@@ -113,9 +115,10 @@ def add_key(
     name: Annotated[str, Form(max_length=1000)] = "",
     base_url: Annotated[str, Form(max_length=5000)] = "",
     api_key: Annotated[str, Form(max_length=100_000)] = "",
+    queue: Annotated[str, Form(max_length=200)] = "",
 ) -> Response:
     # Kept for the re-rendered form: everything but the secret.
-    form = {"provider": provider, "name": name, "base_url": base_url}
+    form = {"provider": provider, "name": name, "base_url": base_url, "queue": queue}
     try:
         body = KeyCreate.model_validate(
             {
@@ -123,6 +126,7 @@ def add_key(
                 "name": name,
                 "base_url": base_url.strip() or None,
                 "api_key": api_key or None,
+                "queue": queue.strip() or None,
             }
         )
         with session_scope() as session:
@@ -133,6 +137,28 @@ def add_key(
     except ApiError as exc:
         errors = api_errors(exc, FIELDS, conflict_field="name")
         return _keys_page(request, who, errors=errors, form=form, status_code=exc.status_code)
+    return RedirectResponse("/settings/keys", status_code=303)
+
+
+@router.post("/{key_id}/queue")
+def set_queue(
+    request: Request,
+    key_id: str,
+    who: FormAdmin,
+    queue: Annotated[str, Form(max_length=200)] = "",
+) -> Response:
+    """Set the key's queue; empty clears it. A refusal shows in the key's row."""
+    try:
+        body = KeyUpdate.model_validate({"queue": queue.strip() or None})
+        with session_scope() as session:
+            service.update_key(session=session, key_id=key_id, body=body, actor=who.actor)
+    except ValidationError as exc:
+        message = validation_errors(exc, FIELDS).popitem()[1]
+        return _keys_page(
+            request, who, results={key_id: CheckResult(False, message)}, status_code=422
+        )
+    except ApiError as exc:
+        return _keys_page(request, who, errors={FORM: exc.message}, status_code=exc.status_code)
     return RedirectResponse("/settings/keys", status_code=303)
 
 

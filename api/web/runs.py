@@ -17,6 +17,7 @@ from api.web.render import render
 from api.web.session import FormMember, PageViewer
 from shared.db import read_session
 from shared.models import FINAL_RUN_STATUSES, RunStatus
+from shared.queues import DEFAULT_QUEUE
 
 router = APIRouter(prefix="/runs", include_in_schema=False)
 
@@ -67,6 +68,7 @@ def _run_page(
         cancellable=run.status not in FINAL_RUN_STATUSES,
         graph_svg=graph.render_svg(nodes, {step.id: step.status for step in run.steps}),
         input_json=json.dumps(run.input, indent=2, ensure_ascii=False),
+        default_queue=DEFAULT_QUEUE,
         message=message,
         status_code=409 if message else 200,
     )

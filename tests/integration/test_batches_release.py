@@ -57,10 +57,10 @@ def sent(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[str]]:
     record: dict[str, list[str]] = {"steps": [], "finished": []}
     lock = threading.Lock()
 
-    def enqueue(step_ids: Any, *, labels: dict[str, str]) -> int:
-        assert set(labels) == set(step_ids)  # each step is named for Flower
+    def enqueue(steps: Any) -> int:
+        assert all(step.label for step in steps)  # each step is named for Flower
         with lock:
-            record["steps"].extend(step_ids)
+            record["steps"].extend(step.step_id for step in steps)
         return len(record["steps"])
 
     def finished(batch_id: str) -> None:

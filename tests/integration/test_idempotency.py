@@ -260,7 +260,7 @@ def test_a_racing_insert_with_the_same_key_becomes_a_replay(pg_session_factory: 
     thread.join(timeout=10)
     (result,) = second_result
     assert not isinstance(result, Exception), result
-    assert result.replayed and result.run_id == first_run.run_id and result.ready_step_ids == []
+    assert result.replayed and result.run_id == first_run.run_id and result.ready_steps == []
 
     with pg_session_factory() as session:
         with pytest.raises(IdempotencyKeyReused):

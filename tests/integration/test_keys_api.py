@@ -23,7 +23,17 @@ DEFAULT_BASE_URLS = {
     "ollama": "http://localhost:11434",
     "lmstudio": "http://localhost:1234/v1",
 }
-KEY_FIELDS = {"id", "provider", "name", "base_url", "key_hint", "rpm", "tpm", "created_at"}
+KEY_FIELDS = {
+    "id",
+    "provider",
+    "name",
+    "base_url",
+    "key_hint",
+    "rpm",
+    "tpm",
+    "queue",
+    "created_at",
+}
 GOOD_KEY = "good-key-1"
 WRONG_KEY = "sk-wrong-secret-key-5150"
 

@@ -7,6 +7,7 @@ from sqlmodel import select
 
 from shared.db import session_scope, transaction
 from shared.models import Run, RunStatus, StepRun, StepStatus
+from shared.queues import DEFAULT_QUEUE, QueuedStep
 from shared.runs import create_run
 from tests.factories import make_agent, make_key, make_workflow
 from worker import lifecycle
@@ -75,7 +76,9 @@ def test_join_step_is_enqueued_exactly_once_and_sees_both_outputs(sqlite_db: str
     with transaction() as db:
         assert lifecycle.complete_step(db, claim_a, _result("out-a"), {}) == lifecycle.NOTHING
     with transaction() as db:
-        assert lifecycle.complete_step(db, claim_b, _result("out-b"), {}).ready == [ids["c"]]
+        assert lifecycle.complete_step(db, claim_b, _result("out-b"), {}).ready == [
+            QueuedStep(ids["c"], DEFAULT_QUEUE)
+        ]
     # Completing b again (a duplicate worker that lost its lease) changes nothing.
     with transaction() as db:
         assert lifecycle.complete_step(db, claim_b, _result("again"), {}).ready == []
@@ -114,7 +117,7 @@ def test_retry_hands_the_step_back_not_before_its_delay(sqlite_db: str) -> None:
     with transaction() as db:
         assert lifecycle.retry_step_later(
             db, claim, delay_seconds=30, attempt_entry={"attempt": 1}
-        ).ready == [claim.step_id]
+        ).ready == [QueuedStep(claim.step_id, DEFAULT_QUEUE)]
     assert _claim(ids["a"]) is None  # not due yet
     with session_scope() as session:
         step = session.get_one(StepRun, ids["a"])
@@ -184,11 +187,14 @@ def test_steps_are_labelled_for_flower_from_names_already_at_hand(sqlite_db: str
         workflow = make_workflow(session, name="wf", steps=DIAMOND)
         created = create_run(session, workflow=workflow.id, input={"x": 1})
         ids = {s.step_key: s.id for s in session.exec(select(StepRun)).all()}
-    assert created.step_labels == {ids["a"]: "wf/a (writer)", ids["b"]: "wf/b (writer)"}
+    assert {(s.step_id, s.label) for s in created.ready_steps} == {
+        (ids["a"], "wf/a (writer)"),
+        (ids["b"], "wf/b (writer)"),
+    }
     claim_a, claim_b = _claim(ids["a"]), _claim(ids["b"])
-    assert claim_a and claim_b and claim_a.label == "wf/a (writer)"
+    assert claim_a and claim_b and claim_a.queued.label == "wf/a (writer)"
     with transaction() as db:
-        assert lifecycle.complete_step(db, claim_a, _result("out-a"), {}).labels == {}
+        assert lifecycle.complete_step(db, claim_a, _result("out-a"), {}).ready == []
     with transaction() as db:
         advance = lifecycle.complete_step(db, claim_b, _result("out-b"), {})
-    assert advance.labels == {ids["c"]: "wf/c (writer)"}
+    assert [(s.step_id, s.label) for s in advance.ready] == [(ids["c"], "wf/c (writer)")]

@@ -20,24 +20,25 @@ from shared import batches
 from shared.automation_models import Batch, MisfirePolicy, Schedule, ScheduleFire
 from shared.db import read_session, session_scope
 from shared.models import Agent, Run, StepRun
+from shared.queues import QueuedStep
 from tests.factories import make_agent, make_key, make_workflow
 
 TEN = datetime(2030, 1, 7, 10, 0, tzinfo=UTC)  # a fire time of every hourly cron
 
 
 @pytest.fixture
-def enqueued(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
-    """What the tick sends to the broker, and proof that it sends only committed steps,
-    each named for Flower."""
-    sent: list[list[str]] = []
+def enqueued(monkeypatch: pytest.MonkeyPatch) -> list[list[QueuedStep]]:
+    """What the tick sends to the broker, and proof that it sends only committed steps."""
+    sent: list[list[QueuedStep]] = []
 
-    def enqueue_steps(step_ids: list[str], *, labels: dict[str, str]) -> int:
+    def enqueue_steps(steps: list[QueuedStep]) -> int:
+        step_ids = [s.step_id for s in steps]
         with read_session() as session:
             visible = session.exec(select(StepRun.id).where(col(StepRun.id).in_(step_ids))).all()
         assert sorted(visible) == sorted(step_ids)
-        assert sorted(labels) == sorted(step_ids)
-        sent.append(list(step_ids))
-        return len(step_ids)
+        assert all(s.label for s in steps)  # each step is named for Flower
+        sent.append(list(steps))
+        return len(steps)
 
     monkeypatch.setattr(fire_module, "enqueue_steps", enqueue_steps)
     return sent
@@ -95,7 +96,7 @@ def run_count() -> int:
 
 
 def test_a_due_schedule_fires_once_and_its_steps_go_out_after_the_commit(
-    sqlite_db: str, enqueued: list[list[str]]
+    sqlite_db: str, enqueued: list[list[QueuedStep]]
 ) -> None:
     with session_scope() as session:
         schedule = make_schedule(session, name="daily", workflow_id=workflow_id(session))
@@ -106,8 +107,7 @@ def test_a_due_schedule_fires_once_and_its_steps_go_out_after_the_commit(
     with read_session() as session:
         run = session.get(Run, fire.run_id)
         assert run is not None and run.input == {"topic": "daily"}
-    assert enqueued == [fired[0].ready_step_ids] and len(enqueued[0]) == 1
-    assert fired[0].step_labels == {enqueued[0][0]: "wf/s (a)"}
+    assert enqueued == [fired[0].ready_steps] and len(enqueued[0]) == 1
     after = reload(schedule.id)
     assert after.next_fire_at == TEN + timedelta(hours=1) and after.last_fire_at == TEN
     # The same tick again, or a late one from a second beat: nothing more is due.
@@ -116,7 +116,7 @@ def test_a_due_schedule_fires_once_and_its_steps_go_out_after_the_commit(
 
 
 def test_a_fire_time_another_tick_recorded_starts_nothing(
-    sqlite_db: str, enqueued: list[list[str]]
+    sqlite_db: str, enqueued: list[list[QueuedStep]]
 ) -> None:
     """The unique (schedule, fire time) is the guarantee, even if the schedule row still
     says the time is due (as a tick that read it before the other's commit would see)."""
@@ -130,7 +130,7 @@ def test_a_fire_time_another_tick_recorded_starts_nothing(
 
 
 def test_concurrent_ticks_fire_each_schedule_once(
-    sqlite_db: str, enqueued: list[list[str]]
+    sqlite_db: str, enqueued: list[list[QueuedStep]]
 ) -> None:
     with session_scope() as session:
         wf = workflow_id(session)
@@ -152,7 +152,9 @@ def test_concurrent_ticks_fire_each_schedule_once(
     assert sum(len(batch) for batch in enqueued) == 12
 
 
-def test_skip_drops_the_fire_times_of_a_downtime(sqlite_db: str, enqueued: list[list[str]]) -> None:
+def test_skip_drops_the_fire_times_of_a_downtime(
+    sqlite_db: str, enqueued: list[list[QueuedStep]]
+) -> None:
     with session_scope() as session:
         schedule = make_schedule(
             session, name="skipper", workflow_id=workflow_id(session), misfire_policy="skip"
@@ -164,7 +166,7 @@ def test_skip_drops_the_fire_times_of_a_downtime(sqlite_db: str, enqueued: list[
 
 
 def test_catch_up_runs_once_and_records_the_missed_times(
-    sqlite_db: str, enqueued: list[list[str]]
+    sqlite_db: str, enqueued: list[list[QueuedStep]]
 ) -> None:
     with session_scope() as session:
         schedule = make_schedule(
@@ -182,7 +184,7 @@ def test_catch_up_runs_once_and_records_the_missed_times(
 
 
 def test_a_fire_whose_run_cannot_start_is_recorded_and_the_others_still_fire(
-    sqlite_db: str, enqueued: list[list[str]]
+    sqlite_db: str, enqueued: list[list[QueuedStep]]
 ) -> None:
     with session_scope() as session:
         broken = make_schedule(
@@ -196,13 +198,13 @@ def test_a_fire_whose_run_cannot_start_is_recorded_and_the_others_still_fire(
     [fire] = fires_of(broken.id)
     assert fire.run_id is None and fire.error is not None and "'gone'" in fire.error
     assert "no longer exists" in fire.error
-    assert run_count() == 1 and enqueued == [fired[fine.id].ready_step_ids]
+    assert run_count() == 1 and enqueued == [fired[fine.id].ready_steps]
     # It moved on: the next hour is tried again, not this one forever.
     assert reload(broken.id).next_fire_at == TEN + timedelta(hours=1)
 
 
 def test_a_dataset_schedule_records_its_batch_and_releases_it_after_the_commit(
-    sqlite_db: str, enqueued: list[list[str]], monkeypatch: pytest.MonkeyPatch
+    sqlite_db: str, enqueued: list[list[QueuedStep]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     calls: list[dict[str, Any]] = []
     released: list[tuple[str, str | None]] = []
@@ -249,7 +251,7 @@ def test_a_dataset_schedule_records_its_batch_and_releases_it_after_the_commit(
 
 
 def test_a_batch_that_cannot_be_created_is_recorded(
-    sqlite_db: str, enqueued: list[list[str]], monkeypatch: pytest.MonkeyPatch
+    sqlite_db: str, enqueued: list[list[QueuedStep]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     def create_batch(session: Session, **kwargs: Any) -> str:
         session.add(Batch(workflow_id=kwargs["workflow"]))
@@ -268,7 +270,9 @@ def test_a_batch_that_cannot_be_created_is_recorded(
         assert session.exec(select(Batch)).all() == []
 
 
-def test_paused_and_future_schedules_do_not_fire(sqlite_db: str, enqueued: list[list[str]]) -> None:
+def test_paused_and_future_schedules_do_not_fire(
+    sqlite_db: str, enqueued: list[list[QueuedStep]]
+) -> None:
     with session_scope() as session:
         wf = workflow_id(session)
         make_schedule(session, name="paused", workflow_id=wf, enabled=False, next_fire_at=None)
@@ -278,7 +282,7 @@ def test_paused_and_future_schedules_do_not_fire(sqlite_db: str, enqueued: list[
 
 
 def test_a_schedule_whose_zone_is_gone_stops_without_stopping_the_others(
-    sqlite_db: str, enqueued: list[list[str]]
+    sqlite_db: str, enqueued: list[list[QueuedStep]]
 ) -> None:
     with session_scope() as session:
         wf = workflow_id(session)

@@ -8,9 +8,10 @@ from typing import Any
 import pytest
 from celery import Celery
 
+from shared.queues import QueuedStep
+from shared.task_labels import PART_MAX_CHARS, step_label
 from worker import dispatch
 from worker.celery_app import STEP_TASK
-from worker.task_labels import PART_MAX_CHARS, step_label
 
 
 def test_a_label_names_workflow_step_and_agent() -> None:
@@ -49,7 +50,7 @@ def test_a_label_becomes_the_shadow_name_and_the_message_keeps_only_the_id(
     memory_broker: Celery,
 ) -> None:
     sent = dispatch.enqueue_steps(
-        ["step-1", "step-2"], queue="q", labels={"step-1": "wf/a (writer)"}
+        [QueuedStep("step-1", "q", "wf/a (writer)"), QueuedStep("step-2", "q")]
     )
     assert sent == 2
     first, second = _sent(memory_broker, "q")

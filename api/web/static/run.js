@@ -1,6 +1,7 @@
 // The run page, kept up to date without reloading: polls GET /api/v1/runs/{id} about
-// once a second and rewrites the status badges, outputs, tokens and costs, until the
-// run has ended. The formats match the server's Jinja filters (api/web/render.py).
+// once a second and rewrites the status badges, outputs, tokens and costs (and a step's
+// "no live worker consumes queue …" note), until the run has ended. The formats match
+// the server's Jinja filters (api/web/render.py).
 "use strict";
 
 const { tokens, usd, when, duration } = window.ownkey.format;
@@ -63,6 +64,9 @@ function updateStep(step) {
   setText(field("latency_ms"), latency(step.latency_ms), step.latency_ms);
   setText(field("error"), step.error || "");
   showIf(field("error"), Boolean(step.error));
+  // Queued on a queue no live worker consumes: say so rather than look stuck.
+  setText(field("waiting_for"), step.waiting_for || "");
+  showIf(field("waiting_for"), Boolean(step.waiting_for));
   setText(field("output"), step.output ?? "");
   showIf(field("output"), step.output !== null && step.output !== undefined);
   root.querySelector(`.graph g.node[data-step="${CSS.escape(step.id)}"]`)
