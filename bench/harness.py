@@ -217,6 +217,17 @@ class Bench:
         )
         return final, failed
 
+    def steps_per_host(self, workflow_id: str) -> dict[str, int]:
+        """Succeeded steps of a workflow's runs, by the worker host that ran them."""
+        with Session(self.engine) as session:
+            rows = session.exec(
+                select(StepRun.worker_host, func.count())
+                .join(Run, col(Run.id) == col(StepRun.run_id))
+                .where(Run.workflow_id == workflow_id, StepRun.status == StepStatus.succeeded)
+                .group_by(col(StepRun.worker_host))
+            ).all()
+        return {str(host): int(n) for host, n in rows}
+
     def wait_for_steps(
         self, workflow_id: str, expected: int, *, timeout: float, procs: list[Proc]
     ) -> None:
@@ -326,28 +337,22 @@ def start_bench(workdir: Path, *, db: str) -> Bench:
             next(pg, None)
         raise
     try:
-        _create_agent(bench)
+        with bench.api() as api:
+            create_agent(api, name=bench.agent, fake_url=bench.fake.url)
     except BaseException:
         bench.stop()
         raise
     return bench
 
 
-def _create_agent(bench: Bench) -> None:
-    with bench.api() as api:
-        key = api.post(
-            "/keys",
-            json={
-                "provider": "openai",
-                "name": "bench",
-                "api_key": API_KEY,
-                "base_url": f"{bench.fake.url}/v1",
-            },
-        )
-        if key.status_code != 201:
-            raise BenchError(f"creating the key: {key.status_code} {key.text}")
-        agent = api.post(
-            "/agents", json={"name": bench.agent, "key_id": key.json()["id"], "model": MODEL}
-        )
-        if agent.status_code != 201:
-            raise BenchError(f"creating the agent: {agent.status_code} {agent.text}")
+def create_agent(api: httpx.Client, *, name: str, fake_url: str) -> None:
+    """A key on fake-llm at `fake_url` and an agent `name` using it."""
+    key = api.post(
+        "/keys",
+        json={"provider": "openai", "name": name, "api_key": API_KEY, "base_url": f"{fake_url}/v1"},
+    )
+    if key.status_code != 201:
+        raise BenchError(f"creating the key: {key.status_code} {key.text}")
+    agent = api.post("/agents", json={"name": name, "key_id": key.json()["id"], "model": MODEL})
+    if agent.status_code != 201:
+        raise BenchError(f"creating the agent: {agent.status_code} {agent.text}")

@@ -125,6 +125,8 @@ def markdown(
         "",
         "Produced by `make bench` (`bench/`). Everything is real: fake-llm on loopback, a private",
         "Redis, `ownkey api`, `ownkey worker` processes (threads pool), the database below.",
+        "Scenario 8 runs its workers as separate servers: as root, network namespaces on a",
+        "private bridge, each with its own hostname (`tests/servers.py`).",
         "This machine is shared and noisy, so every figure that matters is a ratio against",
         "a baseline measured in the same run; the absolute numbers move between runs.",
         "",

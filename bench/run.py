@@ -23,7 +23,15 @@ from bench.harness import REPO, Bench, start_bench
 from bench.report import markdown, text_table
 from bench.results import ScenarioResult
 from bench.scale import SCALES, Scale
-from bench.scenarios import client, fanout, inflight, overhead, submission, throughput
+from bench.scenarios import (
+    client,
+    fanout,
+    inflight,
+    overhead,
+    scaleout,
+    submission,
+    throughput,
+)
 
 TITLES = {
     "1": "step overhead",
@@ -33,16 +41,17 @@ TITLES = {
     "5": "submission",
     "6": "memory",
     "7": "provider client overhead",
+    "8": "scale-out",
 }
 # Run order: the client scenario needs no worker; submission leaves thousands of queued
 # runs in the database, so it goes last.
-ORDER = ("7", "1", "2", "3", "4", "5")
+ORDER = ("7", "1", "2", "3", "4", "8", "5")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument(
-        "--only", default="", help="comma-separated scenarios, e.g. 1,3 (default: all 7)"
+        "--only", default="", help="comma-separated scenarios, e.g. 1,3 (default: all 8)"
     )
     parser.add_argument("--db", choices=["sqlite", "postgres"], default="sqlite")
     parser.add_argument("--scale", choices=sorted(SCALES), default="full")
@@ -67,7 +76,7 @@ def selected(only: str) -> set[str]:
     chosen = {part.strip() for part in only.split(",") if part.strip()}
     unknown = chosen - set(TITLES)
     if unknown:
-        raise SystemExit(f"unknown scenario(s): {', '.join(sorted(unknown))}; known: 1-7")
+        raise SystemExit(f"unknown scenario(s): {', '.join(sorted(unknown))}; known: 1-8")
     return chosen
 
 
@@ -87,6 +96,7 @@ def run_suite(
         "3": lambda r: inflight.run(bench, scale, r, memory),
         "4": lambda r: fanout.run(bench, scale, r),
         "5": lambda r: submission.run(bench, scale, r),
+        "8": lambda r: scaleout.run(bench, scale, r),
     }
     if "6" in chosen and "3" not in chosen:
         # Memory is measured during scenario 3; run it without reporting its figures.

@@ -64,10 +64,15 @@ class EmbeddedRedis:
                 self.process.wait()
 
 
-def start_redis(workdir: Path, *, port: int | None = None, timeout: float = 15.0) -> EmbeddedRedis:
-    """Start redis-server on loopback and wait until it answers PING."""
+def start_redis(
+    workdir: Path, *, port: int | None = None, host: str = "127.0.0.1", timeout: float = 15.0
+) -> EmbeddedRedis:
+    """Start redis-server on `host` (loopback unless told) and wait until it answers PING.
+
+    Redis's protected mode refuses every client that is not on loopback, so it is off
+    when `host` is another address (the scale-out tests' private bridge)."""
     workdir.mkdir(parents=True, exist_ok=True)
-    port = port or free_port()
+    port = port or free_port(host)
     log_file = workdir / f"redis-{port}.log"
     process = subprocess.Popen(
         [
@@ -75,7 +80,7 @@ def start_redis(workdir: Path, *, port: int | None = None, timeout: float = 15.0
             "--port",
             str(port),
             "--bind",
-            "127.0.0.1",
+            host,
             "--save",
             "",
             "--appendonly",
@@ -87,14 +92,14 @@ def start_redis(workdir: Path, *, port: int | None = None, timeout: float = 15.0
             "--maxclients",
             "10000",
             "--protected-mode",
-            "yes",
+            "yes" if host == "127.0.0.1" else "no",
         ],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    server = EmbeddedRedis(process=process, port=port)
-    client = redis.Redis(host=server.host, port=port, socket_connect_timeout=0.5)
+    server = EmbeddedRedis(process=process, port=port, host=host)
+    client = redis.Redis(host=host, port=port, socket_connect_timeout=0.5)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:

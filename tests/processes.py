@@ -11,7 +11,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,11 +42,20 @@ class Proc:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
 
-def ownkey(args: list[str], *, env: dict[str, str], log_dir: Path, name: str) -> Proc:
+def ownkey(
+    args: list[str],
+    *,
+    env: dict[str, str],
+    log_dir: Path,
+    name: str,
+    prefix: Sequence[str] = (),
+) -> Proc:
+    """`ownkey ARGS` in its own session; `prefix` wraps it (tests/servers.py runs a
+    server's processes in its network namespace that way)."""
     log_path = log_dir / f"{name}.log"
     handle = log_path.open("ab")
     process = subprocess.Popen(
-        [sys.executable, "-m", "shared.cli", *args],
+        [*prefix, sys.executable, "-m", "shared.cli", *args],
         env=env,
         stdout=handle,
         stderr=subprocess.STDOUT,
@@ -110,12 +119,15 @@ class FakeLLM:
         return list(body["calls"])
 
 
-def start_fake_llm(env: dict[str, str], log_dir: Path) -> FakeLLM:
-    port = free_port()
+def start_fake_llm(env: dict[str, str], log_dir: Path, *, host: str = "127.0.0.1") -> FakeLLM:
+    port = free_port(host)
     proc = ownkey(
-        ["fake-llm", "--port", str(port)], env=env, log_dir=log_dir, name=f"fake-llm-{port}"
+        ["fake-llm", "--host", host, "--port", str(port)],
+        env=env,
+        log_dir=log_dir,
+        name=f"fake-llm-{port}",
     )
-    url = f"http://127.0.0.1:{port}"
+    url = f"http://{host}:{port}"
     wait_until(http_ok(f"{url}/_fake/health"), timeout=20, what="fake-llm", proc=proc)
     return FakeLLM(proc=proc, url=url)
 
@@ -161,12 +173,17 @@ class Stack:
             proc.stop()
 
 
-def start_stack(env: dict[str, str], log_dir: Path, *, workers: int = 1) -> Stack:
-    migrated = run_ownkey(["db", "upgrade"], env=env)
-    assert migrated.returncode == 0, migrated.stderr
-    created = run_ownkey(["token", "create", "--name", "tests"], env=env)
-    assert created.returncode == 0, created.stderr
-    token = created.stdout.strip().splitlines()[-1]
+def start_stack(
+    env: dict[str, str], log_dir: Path, *, workers: int = 1, token: str | None = None
+) -> Stack:
+    """Migrate the database, create an API token, start the API and `workers` workers.
+    Given a `token`, the database is taken as migrated already and the token is used."""
+    if token is None:
+        migrated = run_ownkey(["db", "upgrade"], env=env)
+        assert migrated.returncode == 0, migrated.stderr
+        created = run_ownkey(["token", "create", "--name", "tests"], env=env)
+        assert created.returncode == 0, created.stderr
+        token = created.stdout.strip().splitlines()[-1]
     port = free_port()
     stack = Stack(env=env, log_dir=log_dir, api_url=f"http://127.0.0.1:{port}", token=token)
     api = ownkey(["api", "--port", str(port)], env=env, log_dir=log_dir, name=f"api-{port}")

@@ -1,5 +1,13 @@
 """A TCP forwarder that a test can cut, to make a database unreachable for real without
-touching the machine's own server."""
+touching the machine's own server.
+
+It also carries PostgreSQL (which listens on loopback only) onto the scale-out tests'
+private bridge. There, `dead_peer_after` makes it notice a client whose network
+vanished (TCP keepalive and TCP_USER_TIMEOUT on the client side) and close that
+client's database connection, so PostgreSQL rolls back its open transaction and frees
+its row locks: what a PostgreSQL server set up with `tcp_keepalives_idle` and
+`tcp_user_timeout` does for a client machine that disappears.
+"""
 
 from __future__ import annotations
 
@@ -9,9 +17,16 @@ from contextlib import suppress
 
 
 class TcpProxy:
-    def __init__(self, target: tuple[str, int]) -> None:
+    def __init__(
+        self,
+        target: tuple[str, int],
+        *,
+        host: str = "127.0.0.1",
+        dead_peer_after: float | None = None,
+    ) -> None:
         self.target = target
-        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.dead_peer_after = dead_peer_after
+        self._listener = socket.create_server((host, 0))
         self.port = int(self._listener.getsockname()[1])
         self._open = threading.Event()
         self._open.set()
@@ -29,6 +44,8 @@ class TcpProxy:
             if not self._open.is_set():
                 client.close()  # unreachable: refuse by closing at once
                 continue
+            if self.dead_peer_after is not None:
+                _detect_dead_peer(client, self.dead_peer_after)
             try:
                 upstream = socket.create_connection(self.target, timeout=5)
             except OSError:
@@ -65,3 +82,14 @@ class TcpProxy:
         self._stopped = True
         self.cut()
         self._listener.close()
+
+
+def _detect_dead_peer(sock: socket.socket, seconds: float) -> None:
+    """Fail the socket once its peer stops answering for about `seconds`: keepalive
+    probes while idle, TCP_USER_TIMEOUT while data waits for an acknowledgement."""
+    probe = max(1, int(seconds // 4))
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, probe)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, probe)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, 3)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, int(seconds * 1000))

@@ -14,6 +14,7 @@ from bench.floor import FLOOR_QUEUE, FLOOR_TASK
 from bench.harness import MODEL, Bench, BenchError
 from bench.loadgen import post_load
 from bench.stats import first_call
+from tests.processes import Stack
 
 
 def tag() -> str:
@@ -55,12 +56,16 @@ def fan_out(agent: str, width: int) -> list[dict[str, Any]]:
     return steps
 
 
-def submit_runs(bench: Bench, workflow: str, ids: list[str], *, clients: int = 16) -> None:
-    """POST /api/v1/runs for each id, as fast as the API takes them."""
+def submit_runs(
+    bench: Bench, workflow: str, ids: list[str], *, clients: int = 16, stack: Stack | None = None
+) -> None:
+    """POST /api/v1/runs for each id, as fast as the API takes them (the bench's API,
+    or `stack`'s)."""
+    api = stack or bench.stack
     result = post_load(
-        f"{bench.stack.api_url}/api/v1/runs",
+        f"{api.api_url}/api/v1/runs",
         lambda n: {"workflow": workflow, "input": {"id": ids[n]}},
-        headers={"Authorization": f"Bearer {bench.stack.token}"},
+        headers={"Authorization": f"Bearer {api.token}"},
         clients=min(clients, len(ids)),
         total=len(ids),
     )
