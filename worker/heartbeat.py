@@ -15,6 +15,7 @@ import logging
 import os
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
@@ -52,6 +53,7 @@ class Heartbeat:
         self._concurrency = concurrency
         self._interval = interval
         self._started_at = _now()
+        self._last_ok: float | None = None  # time.monotonic() of the last registered beat
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="ownkey-heartbeat", daemon=True)
 
@@ -69,8 +71,13 @@ class Heartbeat:
     def beat(self) -> None:
         try:
             worker_registry.register(self._client, self.info())
+            self._last_ok = time.monotonic()
         except redis.RedisError as exc:
             log.warning("worker heartbeat failed: %s", type(exc).__name__)
+
+    def seconds_since_beat(self) -> float | None:
+        """Since this worker last announced itself in Redis; None: never."""
+        return None if self._last_ok is None else time.monotonic() - self._last_ok
 
     def start(self) -> None:
         self.beat()  # registered before the thread's first wait
@@ -105,6 +112,17 @@ def _start(sender: Any, **_: Any) -> None:
     )
     _current.start()
     log.info("registered as a live worker (node %s)", sender.hostname)
+
+
+def health() -> tuple[bool, str]:
+    """Whether this worker consumes and is seen by the cluster: its heartbeat reached
+    Redis within the registry's time to live. For a container healthcheck or probe."""
+    if _current is None:
+        return False, "not consuming yet"
+    age = _current.seconds_since_beat()
+    if age is None or age > worker_registry.TTL_SECONDS:
+        return False, "no heartbeat reached Redis lately"
+    return True, f"ok: last heartbeat {age:.0f} s ago"
 
 
 def _stop(**_: Any) -> None:

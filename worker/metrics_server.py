@@ -1,4 +1,5 @@
-"""A worker's own /metrics endpoint, served from a thread of the worker's main process.
+"""A worker's own /metrics endpoint, served from a thread of the worker's main process,
+and /health for a container healthcheck (worker.heartbeat.health).
 
 Started from Celery's `worker_init` signal (`ownkey worker --metrics-port N`). Only the
 threads and solo pools run steps in that process; the CLI refuses a metrics port with
@@ -18,11 +19,13 @@ from prometheus_client import make_wsgi_app
 from pydantic import SecretStr
 
 from shared.metrics_auth import metrics_allowed
+from worker import heartbeat
 from worker.metrics import REGISTRY
 
 __all__ = ["start_metrics_server"]
 
 log = logging.getLogger(__name__)
+TEXT = ("Content-Type", "text/plain")
 
 
 class _ThreadingServer(ThreadingMixIn, WSGIServer):
@@ -39,9 +42,13 @@ def metrics_app(token: SecretStr) -> Callable[..., Iterable[bytes]]:
     exposition = make_wsgi_app(REGISTRY)
 
     def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if environ.get("PATH_INFO") == "/health":  # no data: open, for healthchecks
+            ok, detail = heartbeat.health()
+            start_response("200 OK" if ok else "503 Service Unavailable", [TEXT])
+            return [detail.encode() + b"\n"]
         if environ.get("PATH_INFO") != "/metrics":
-            start_response("404 Not Found", [("Content-Type", "text/plain")])
-            return [b"not found: try /metrics\n"]
+            start_response("404 Not Found", [TEXT])
+            return [b"not found: try /metrics or /health\n"]
         if not metrics_allowed(token, environ.get("HTTP_AUTHORIZATION")):
             start_response(
                 "401 Unauthorized",

@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from shared.models import FINAL_RUN_STATUSES
+from shared.prices_store import MISS_RELOAD_SECONDS
 from tests.processes import FakeLLM, Stack
 
 PRICES = {
@@ -60,6 +61,9 @@ def test_two_providers_in_parallel_then_a_join(
                 },
             )
             assert r.status_code == 200, r.text
+        # The shared workers may have read the price list just before: a price for a
+        # model that had none applies from MISS_RELOAD_SECONDS on (as documented).
+        time.sleep(MISS_RELOAD_SECONDS + 0.1)
         openai_key = api.post(
             "/keys",
             json={

@@ -3,14 +3,26 @@ API's short cache, and the "no live worker" message."""
 
 from __future__ import annotations
 
+import time
+
 import fakeredis
 import pytest
 import redis
+from pydantic import SecretStr
 
 from api.workers.service import LivenessCache, waiting_for
 from shared import worker_registry
-from shared.worker_registry import WorkerInfo, live_queues, live_workers, register, unregister
+from shared.worker_registry import (
+    TTL_SECONDS,
+    WorkerInfo,
+    live_queues,
+    live_workers,
+    register,
+    unregister,
+)
+from worker import heartbeat
 from worker.heartbeat import Heartbeat
+from worker.metrics_server import metrics_app
 
 
 def info(node: str, *queues: str) -> WorkerInfo:
@@ -115,3 +127,25 @@ def test_a_step_waits_for_a_worker_only_on_a_queue_nobody_consumes() -> None:
     assert "ownkey worker --queues local-gpu" in message
     assert waiting_for("local-gpu", {"local-gpu"}) is None
     assert waiting_for("local-gpu", None) is None  # unknown: say nothing rather than wrong
+
+
+def _get(path: str) -> tuple[str, bytes]:
+    app = metrics_app(SecretStr("scrape-token"))
+    answer: list[str] = []
+    body = b"".join(app({"PATH_INFO": path}, lambda status, headers: answer.append(status)))
+    return answer[0], body
+
+
+def test_the_worker_health_follows_its_heartbeat(
+    client: fakeredis.FakeRedis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert _get("/health")[0].startswith("503")  # not consuming yet
+    beat = Heartbeat(client, node="n@box", queues=list, concurrency=1, interval=60)
+    monkeypatch.setattr(heartbeat, "_current", beat)
+    assert _get("/health")[0].startswith("503")  # never reached Redis
+    beat.beat()
+    status, body = _get("/health")
+    assert status.startswith("200") and body.startswith(b"ok")  # open: no token needed
+    monkeypatch.setattr(beat, "_last_ok", time.monotonic() - TTL_SECONDS - 1)
+    assert _get("/health")[0].startswith("503")  # its registry entry has expired
+    assert _get("/metrics")[0].startswith("401")  # metrics keep their token
