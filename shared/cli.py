@@ -175,7 +175,7 @@ def beat() -> None:
     """Run Celery beat (exactly one per cluster): the reconciler and schedules."""
     settings = get_settings()
     celery = _celery_or_fail()
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     _leave_logging_to_ownkey()
     celery.start(
         [

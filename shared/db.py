@@ -112,7 +112,8 @@ def engine_for(url: str) -> Engine:
     if parsed.get_backend_name() == "sqlite":
         lock_file = None
         if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            # The database holds prompts and outputs: a folder ownkey creates is private.
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             lock_file = Path(f"{parsed.database}.writer-lock")
         engine = create_engine(
             url,

@@ -33,7 +33,7 @@ ADMIN_TOKEN_FILE = "admin.token"
 
 
 def write_private_file(path: Path, content: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as handle:
         handle.write(content)
@@ -128,6 +128,8 @@ def run_stack(settings: Settings, *, port: int, concurrency: int, with_flower: b
     stack = Stack()
     env = dict(os.environ)
     data_dir = settings.data_dir.resolve()
+    # The database, the master key and the admin token live here: private when created.
+    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     env["OWNKEY_DATA_DIR"] = str(data_dir)
     try:
         if not settings.redis_url:

@@ -105,6 +105,9 @@ def logging_config(log_format: LogFormat, level: str) -> dict[str, Any]:
                 for name in ("uvicorn", "uvicorn.error", "uvicorn.access")
             },
             **{name: {"level": "WARNING"} for name in QUIET_LOGGERS},
+            # Beat logs each periodic send (a schedule tick every 5 s): noise, unless
+            # debugging. The tasks log what they did when they did something.
+            **({} if level.upper() == "DEBUG" else {"celery.beat": {"level": "WARNING"}}),
         },
     }
 

@@ -89,7 +89,12 @@ class Heartbeat:
         try:
             worker_registry.unregister(self._client, self._node)
         except redis.RedisError as exc:
-            log.warning("could not remove this worker from the registry: %s", type(exc).__name__)
+            # Expected when Redis stops first (Ctrl-C of `ownkey up`): the entry expires.
+            log.info(
+                "could not remove this worker from the registry (%s); its entry expires in %d s",
+                type(exc).__name__,
+                worker_registry.TTL_SECONDS,
+            )
         self._client.close()
 
     def _run(self) -> None:

@@ -78,6 +78,7 @@ def test_up_runs_everything_and_stops_cleanly(tmp_path: Path, fake_llm: FakeLLM)
         # The SQLite database and a 0600 master key live under ./.ownkey by default.
         assert (tmp_path / ".ownkey" / "ownkey.db").exists()
         assert (tmp_path / ".ownkey" / "secret.key").stat().st_mode & 0o777 == 0o600
+        assert (tmp_path / ".ownkey").stat().st_mode & 0o777 == 0o700  # the database too
 
         api = httpx.Client(
             base_url=f"http://127.0.0.1:{port}/api/v1",
