@@ -27,6 +27,7 @@ __all__ = [
     "QueueName",
     "QueuedStep",
     "check_queue_name",
+    "parse_queue_list",
     "resolve_queue",
 ]
 
@@ -48,6 +49,11 @@ class QueuedStep:
     step_id: str
     queue: str
     label: str = field(default="", compare=False)
+
+
+def parse_queue_list(text: str) -> list[str]:
+    """The names in a comma-separated list (`--queues`, OWNKEY_WORKER_QUEUES)."""
+    return [name.strip() for name in text.split(",") if name.strip()]
 
 
 def check_queue_name(value: str) -> str:

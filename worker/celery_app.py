@@ -11,7 +11,7 @@ from celery import Celery
 
 from scheduler.beat_schedule import CONTROL_TASKS, RECONCILE_TASK, beat_schedule
 from shared.config import Settings, get_settings
-from shared.queues import CONTROL_QUEUE, DEFAULT_QUEUE
+from shared.queues import CONTROL_QUEUE, DEFAULT_QUEUE, parse_queue_list
 
 __all__ = [
     "CONTROL_QUEUE",
@@ -85,7 +85,7 @@ def make_celery(settings: Settings) -> Celery:
 
 def worker_queues(requested: str) -> str:
     """The queues a worker consumes: the ones asked for, plus the control queue."""
-    names = [q.strip() for q in requested.split(",") if q.strip()]
+    names = parse_queue_list(requested)
     return ",".join([*names, *([] if CONTROL_QUEUE in names else [CONTROL_QUEUE])])
 
 

@@ -24,7 +24,7 @@ from sqlalchemy import func, select
 from shared.config import Settings, get_settings
 from shared.db import get_engine
 from shared.models import Agent, ProviderKey, Run, RunStatus, StepRun, StepStatus
-from shared.queues import CONTROL_QUEUE, DEFAULT_QUEUE
+from shared.queues import CONTROL_QUEUE, DEFAULT_QUEUE, parse_queue_list
 
 __all__ = ["CACHE_SECONDS", "StateCollector", "queue_names"]
 
@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 def queue_names(settings: Settings) -> list[str]:
     """The broker queues whose depth is always exported: the default and control queues
     and those workers are configured to consume; `routed_queues` adds the others."""
-    configured = [q.strip() for q in settings.worker_queues.split(",") if q.strip()]
+    configured = parse_queue_list(settings.worker_queues)
     return list(dict.fromkeys([DEFAULT_QUEUE, CONTROL_QUEUE, *configured]))
 
 
