@@ -36,6 +36,10 @@ TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 # carry a provider's query-string key). Alembic announces each of its plugins at INFO.
 QUIET_LOGGERS = ("httpx", "httpcore", "hpack", "alembic.runtime.plugins")
 
+# Celery's chatter below WARNING (see logging_config).
+PER_TASK_LOGGERS = ("celery.beat", "celery.app.trace", "celery.worker.strategy")
+WARNING = {"level": "WARNING"}
+
 _context: ContextVar[dict[str, str] | None] = ContextVar("ownkey_log_context", default=None)
 
 
@@ -105,9 +109,11 @@ def logging_config(log_format: LogFormat, level: str) -> dict[str, Any]:
                 for name in ("uvicorn", "uvicorn.error", "uvicorn.access")
             },
             **{name: {"level": "WARNING"} for name in QUIET_LOGGERS},
-            # Beat logs each periodic send (a schedule tick every 5 s): noise, unless
-            # debugging. The tasks log what they did when they did something.
-            **({} if level.upper() == "DEBUG" else {"celery.beat": {"level": "WARNING"}}),
+            # Unless debugging: beat's line per periodic send (a schedule tick every
+            # 5 s), and Celery's two lines per task ("received", "succeeded"), which
+            # name only a task id and cost a busy worker about 5% of its CPU. A step
+            # logs one line of its own, with its ids, and Celery still logs failures.
+            **({} if level.upper() == "DEBUG" else dict.fromkeys(PER_TASK_LOGGERS, WARNING)),
         },
     }
 

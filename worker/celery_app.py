@@ -12,6 +12,7 @@ from celery import Celery
 from scheduler.beat_schedule import CONTROL_TASKS, RECONCILE_TASK, beat_schedule
 from shared.config import Settings, get_settings
 from shared.queues import CONTROL_QUEUE, DEFAULT_QUEUE, parse_queue_list
+from worker.broker_transport import transport_for
 
 __all__ = [
     "CONTROL_QUEUE",
@@ -74,6 +75,7 @@ def make_celery(settings: Settings) -> Celery:
         worker_send_task_events=False,
         task_send_sent_event=False,
         broker_connection_retry_on_startup=True,
+        broker_transport=transport_for(settings.redis_url),
         broker_transport_options=transport,
         broker_pool_limit=max(10, settings.worker_concurrency),
         beat_schedule=beat_schedule(settings),

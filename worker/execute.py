@@ -182,7 +182,14 @@ def _after(
     """What follows a committed outcome: the step's count, and, if it closed the run,
     the run's events."""
     outcome = finished_as or advance.step_status
-    log.debug("step %s: %s", claim.step_id, outcome or "handed back or lease lost")
+    # The one line a step logs at INFO (Celery's own per-task lines are quiet).
+    log.info(
+        "step %s of run %s (%s): %s",
+        claim.step_id,
+        claim.run_id,
+        claim.queued.label,
+        outcome or "back in its queue, or its lease was lost",
+    )
     if outcome:
         metrics.observe_step_finished(outcome)
     if advance.closed:

@@ -201,7 +201,7 @@ def test_secrets_appear_nowhere(stack: Stack, fake_llm: FakeLLM, flower: str) ->
         "Flower": json.dumps(tasks),
         "database": database_dump(stack.env["OWNKEY_DATABASE_URL"]),
     }
-    assert "Received task" in places["process logs"] or "ownkey.step" in places["process logs"]
+    assert all(f"step {step_id} of run" in places["process logs"] for step_id in step_ids)
     for where, content in places.items():
         for secret in (good_secret, bad_secret):
             assert secret not in content, f"a secret leaked into {where}"
