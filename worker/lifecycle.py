@@ -168,6 +168,13 @@ QUEUE_READY = (
     .values(status=StepStatus.queued, queued_at=bindparam("now"))
 )
 
+CLOSE_ENDED_RUN = (
+    update(RUNS)
+    .where(RUNS.c.id == bindparam("run_id"), RUNS.c.finished_at.is_(None))
+    .values(finished_at=bindparam("now"))
+)
+CLOSE_LIVE_RUN = CLOSE_ENDED_RUN.values(status=bindparam("new_status"))
+
 
 @dataclass(frozen=True, slots=True)
 class Advance:
@@ -523,12 +530,12 @@ def advance_run(
         db.execute(QUEUE_READY, {"ready": [s.step_id for s in ready], "now": now})
         return Advance(ready)
     if all(s.status in FINAL_STEP_STATUSES for s in steps):
-        values: dict[str, Any] = {"finished_at": now}
+        params: dict[str, Any] = {"run_id": run_id, "now": now}
         if run_status in LIVE_RUN_STATUSES:
             failed = any(s.status == StepStatus.failed for s in steps)
-            values["status"] = RunStatus.failed if failed else RunStatus.succeeded
-        closed = db.execute(
-            update(RUNS).where(RUNS.c.id == run_id, RUNS.c.finished_at.is_(None)).values(**values)
-        )
+            params["new_status"] = RunStatus.failed if failed else RunStatus.succeeded
+            closed = db.execute(CLOSE_LIVE_RUN, params)
+        else:  # cancelled, failed or over budget already: only the end time is new
+            closed = db.execute(CLOSE_ENDED_RUN, params)
         return Advance([], closed=closed.rowcount == 1)
     return NOTHING
