@@ -8,7 +8,11 @@ once with SQLITE_BUSY_SNAPSHOT in WAL mode, which no busy timeout can cure.
 Writers also queue on a `WriterLock` (shared/sqlite_lock.py) before `BEGIN IMMEDIATE`:
 SQLite's own busy handler sleeps in growing steps, and two hundred worker threads
 contending for the write lock left it idle most of the time (measured: 52 steps/s with
-the busy handler alone, about 120 with the lock).
+the busy handler alone, about 120 with the lock). The worker's transactions take that
+lock before they take a connection from the pool: two hundred threads waiting to write
+then hold one connection between them, not two hundred. The pool keeps twenty; the
+rest were closed when handed back and opened again (with their PRAGMAs) for the next
+burst, which cost scenario 3 about 5% of its wall time (BENCHMARKS.md).
 """
 
 from __future__ import annotations
@@ -37,6 +41,8 @@ __all__ = [
 ]
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+# Each SQLite engine's WriterLock (engines live as long as the process).
+_writer_locks: dict[Engine, WriterLock] = {}
 
 
 def _serialized_connection_class(lock: WriterLock) -> type[sqlite3.Connection]:
@@ -51,7 +57,8 @@ def _serialized_connection_class(lock: WriterLock) -> type[sqlite3.Connection]:
             self.execute("BEGIN")
 
         def begin_immediate(self) -> None:
-            self._holds_lock = lock.acquire()
+            # `transaction()` may have taken the lock already, before the connection.
+            self._holds_lock = not lock.held_here() and lock.acquire()
             try:
                 self.execute("BEGIN IMMEDIATE")
             except BaseException:
@@ -115,17 +122,19 @@ def engine_for(url: str) -> Engine:
             # The database holds prompts and outputs: a folder ownkey creates is private.
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             lock_file = Path(f"{parsed.database}.writer-lock")
+        lock = WriterLock(lock_file)
         engine = create_engine(
             url,
             connect_args={
                 "check_same_thread": False,
                 "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000,
-                "factory": _serialized_connection_class(WriterLock(lock_file)),
+                "factory": _serialized_connection_class(lock),
             },
             pool_size=20,
             max_overflow=200,
         )
         _prepare_sqlite(engine)
+        _writer_locks[engine] = lock
         return engine
     if parsed.drivername == "postgresql":
         url = str(parsed.set(drivername="postgresql+psycopg"))
@@ -157,9 +166,22 @@ def read_session() -> Iterator[Session]:
 @contextmanager
 def transaction() -> Iterator[Connection]:
     """A plain connection in a transaction, for the worker's hot path: the same
-    all-or-nothing commit as session_scope without the ORM session's bookkeeping."""
-    with get_engine().begin() as connection:
+    all-or-nothing commit as session_scope without the ORM session's bookkeeping.
+    On SQLite the writer lock comes first, the connection second."""
+    engine = get_engine()
+    with _writer_lock_held(engine), engine.begin() as connection:
         yield connection
+
+
+@contextmanager
+def _writer_lock_held(engine: Engine) -> Iterator[None]:
+    lock = _writer_locks.get(engine)
+    held = lock is not None and not lock.held_here() and lock.acquire()
+    try:
+        yield
+    finally:
+        if held and lock is not None:
+            lock.release()
 
 
 @contextmanager

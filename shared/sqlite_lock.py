@@ -30,6 +30,11 @@ class WriterLock:
         self._lock_file = lock_file
         self._fd: int | None = None
         self._fd_pid: int | None = None
+        self._owner: int | None = None  # the thread that holds it
+
+    def held_here(self) -> bool:
+        """Whether the calling thread holds the lock."""
+        return self._owner == threading.get_ident()
 
     def _file_descriptor(self) -> int | None:
         if self._lock_file is None:
@@ -47,11 +52,13 @@ class WriterLock:
             return False
         fd = self._file_descriptor()
         if fd is None:
+            self._owner = threading.get_ident()
             return True
         pause = 0.0001
         while True:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                self._owner = threading.get_ident()
                 return True
             except BlockingIOError:
                 if time.monotonic() >= deadline:
@@ -61,6 +68,7 @@ class WriterLock:
                 pause = min(pause * 2, _MAX_POLL_SECONDS)
 
     def release(self) -> None:
+        self._owner = None
         fd = self._file_descriptor()
         if fd is not None:
             fcntl.flock(fd, fcntl.LOCK_UN)

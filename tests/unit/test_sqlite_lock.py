@@ -48,3 +48,16 @@ def test_a_lock_without_a_file_still_excludes_threads() -> None:
     lock.release()
     assert lock.acquire()
     lock.release()
+
+
+def test_it_knows_which_thread_holds_it() -> None:
+    lock = WriterLock(None)
+    assert not lock.held_here()
+    assert lock.acquire()
+    elsewhere: list[bool] = []
+    thread = threading.Thread(target=lambda: elsewhere.append(lock.held_here()))
+    thread.start()
+    thread.join()
+    assert lock.held_here() and elsewhere == [False]
+    lock.release()
+    assert not lock.held_here()
