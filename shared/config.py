@@ -25,6 +25,10 @@ class Settings(BaseSettings):
     data_dir: Path = Path(".ownkey")
     # Empty means SQLite in data_dir (the embedded default).
     database_url: str = ""
+    # PostgreSQL: the most connections one ownkey process (API, worker, beat) keeps open.
+    # Kept open, never opened per burst. processes x this must stay below the server's
+    # max_connections (100 by default); threads beyond it wait their turn in the process.
+    database_pool_size: int = Field(default=20, ge=1, le=500)
     # Empty means "start a private Redis" (ownkey up) or fail clearly (api/worker alone).
     redis_url: str = ""
     # Master key for provider secrets. Empty: generated once into data_dir/secret.key (0600).

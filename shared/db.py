@@ -18,6 +18,7 @@ burst, which cost scenario 3 about 5% of its wall time (BENCHMARKS.md).
 from __future__ import annotations
 
 import sqlite3
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
@@ -41,6 +42,10 @@ __all__ = [
 ]
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+# A thread that waits this long for a pooled PostgreSQL connection gets an error, which
+# the worker treats like a database outage (worker/db_retry.py).
+PG_POOL_TIMEOUT_SECONDS = 60
+_engines_lock = threading.Lock()
 # Each SQLite engine's WriterLock (engines live as long as the process).
 _writer_locks: dict[Engine, WriterLock] = {}
 
@@ -112,9 +117,16 @@ def _prepare_sqlite(engine: Engine) -> None:
             dbapi_connection.begin_immediate()
 
 
-@lru_cache(maxsize=8)
 def engine_for(url: str) -> Engine:
-    """One engine per database URL and process."""
+    """One engine per database URL and process. Locked: a worker's first burst of steps
+    asks for it from two hundred threads at once, and `lru_cache` alone would let each
+    of them build an engine (and a pool, and connections) of its own."""
+    with _engines_lock:
+        return _new_engine_for(url)
+
+
+@lru_cache(maxsize=8)
+def _new_engine_for(url: str) -> Engine:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         lock_file = None
@@ -138,7 +150,14 @@ def engine_for(url: str) -> Engine:
         return engine
     if parsed.drivername == "postgresql":
         url = str(parsed.set(drivername="postgresql+psycopg"))
-    return create_engine(url, pool_size=10, max_overflow=50, pool_pre_ping=True, pool_recycle=1800)
+    return create_engine(
+        url,
+        pool_size=get_settings().database_pool_size,
+        max_overflow=0,  # an overflow connection is closed when returned: opened per burst
+        pool_timeout=PG_POOL_TIMEOUT_SECONDS,
+        pool_pre_ping=True,
+        pool_recycle=1800,
+    )
 
 
 READ_ONLY_OPTION = "ownkey_read_only"

@@ -15,6 +15,11 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+
+# Errors that say "not now" rather than "never": the database is away, or every pooled
+# connection stayed busy past the pool's timeout.
+TRANSIENT_DB_ERRORS = (OperationalError, PoolTimeout)
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -23,7 +28,7 @@ OUTCOME_WRITE_DEADLINE_SECONDS = 120.0
 
 
 def is_transient_db_error(exc: BaseException) -> bool:
-    if isinstance(exc, OperationalError):
+    if isinstance(exc, TRANSIENT_DB_ERRORS):
         return True
     return isinstance(exc, DBAPIError) and bool(exc.connection_invalidated)
 
@@ -36,11 +41,10 @@ def with_db_retry(
     while True:
         try:
             return write()
-        except DBAPIError as exc:
+        except (DBAPIError, PoolTimeout) as exc:
             if not is_transient_db_error(exc) or time.monotonic() + pause > deadline:
                 raise
-            log.warning(
-                "database unavailable while %s (%s); retrying", what, type(exc.orig).__name__
-            )
+            cause = getattr(exc, "orig", None) or exc
+            log.warning("database unavailable while %s (%s); retrying", what, type(cause).__name__)
             time.sleep(pause)
             pause = min(pause * 2, 5.0)

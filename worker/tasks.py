@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from celery import Task
-from sqlalchemy.exc import OperationalError
 
 from shared import webhooks
 from worker import batch_release
 from worker.celery_app import RECONCILE_TASK, STEP_TASK, get_celery
+from worker.db_retry import TRANSIENT_DB_ERRORS
 from worker.execute import execute_step
 from worker.reconcile import reconcile
 from worker.run_events import RUN_CLOSED_TASK
@@ -20,7 +20,7 @@ app = get_celery()
     bind=True,
     name=STEP_TASK,
     ignore_result=True,
-    autoretry_for=(OperationalError,),
+    autoretry_for=TRANSIENT_DB_ERRORS,
     retry_backoff=1,
     retry_backoff_max=30,
     retry_jitter=True,

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event, text
+from sqlalchemy import Engine, event, text
 
 from shared.db import engine_for, transaction
 
@@ -36,3 +37,21 @@ def test_waiting_writers_do_not_each_hold_a_connection(sqlite_db: str) -> None:
     with transaction() as connection:
         assert connection.execute(text("SELECT n FROM bumps")).scalar_one() == 1000
     assert len(opened) <= 20
+
+
+def test_threads_asking_at_once_share_one_engine(tmp_path: Path) -> None:
+    """A worker's first burst asks from every thread at once: one engine, one pool."""
+    url = f"sqlite:///{tmp_path / 'first-burst.db'}"
+    start = threading.Barrier(50)
+    engines: list[Engine] = []
+
+    def ask() -> None:
+        start.wait()
+        engines.append(engine_for(url))
+
+    threads = [threading.Thread(target=ask) for _ in range(50)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(engines) == 50 and len({id(engine) for engine in engines}) == 1
