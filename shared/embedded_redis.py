@@ -97,6 +97,9 @@ def start_redis(
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        # Out of the terminal's process group: Ctrl-C on `ownkey up` must not stop Redis
+        # before the workers it stops have said goodbye to it; `stop()` ends it last.
+        start_new_session=True,
     )
     server = EmbeddedRedis(process=process, port=port, host=host)
     client = redis.Redis(host=host, port=port, socket_connect_timeout=0.5)

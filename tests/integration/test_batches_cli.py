@@ -93,11 +93,13 @@ def test_bad_rows_are_shown_and_skipped_only_when_the_user_says_so(
 def test_ctrl_c_detaches_and_the_batch_goes_on(
     stack: Stack, fake_llm: FakeLLM, tmp_path: Path
 ) -> None:
-    fake_llm.configure(latency_seconds=0.5)
+    # One item at a time, a second each: the batch outlasts the watcher's start-up (a few
+    # seconds on a loaded machine), so the Ctrl-C lands while it still runs.
+    fake_llm.configure(latency_seconds=1.0)
     try:
         with stack.client() as api:
             workflow = batch_workflow(api, fake_llm, uuid.uuid4().hex[:8])
-        data = _dataset(tmp_path, [json.dumps({"text": f"w{i}"}) for i in range(6)])
+        data = _dataset(tmp_path, [json.dumps({"text": f"w{i}"}) for i in range(10)])
         env = _cli_env(stack)
         submitted = run_ownkey(
             [
@@ -137,7 +139,7 @@ def test_ctrl_c_detaches_and_the_batch_goes_on(
             assert api.get(f"/batches/{batch_id}").json()["status"] == "running"
             reattached = run_ownkey(["batch", "watch", batch_id], env=env)
             assert reattached.returncode == 0, reattached.stdout + reattached.stderr
-            assert "succeeded: 6 ok" in reattached.stdout
+            assert "succeeded: 10 ok" in reattached.stdout
             assert wait_for_batch(api, batch_id)["status"] == "succeeded"
     finally:
         fake_llm.configure(latency_seconds=0.0)

@@ -59,6 +59,7 @@ def test_up_runs_everything_and_stops_cleanly(tmp_path: Path, fake_llm: FakeLLM)
         stdout=log,
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,
+        start_new_session=True,  # its own process group, like a command in a terminal
     )
     try:
         token = None
@@ -149,8 +150,10 @@ def test_up_runs_everything_and_stops_cleanly(tmp_path: Path, fake_llm: FakeLLM)
 
         family = descendants(up.pid)
         assert len(family) >= 5  # redis, api, worker, beat, flower (and their children)
-        up.send_signal(signal.SIGINT)
+        os.killpg(up.pid, signal.SIGINT)  # Ctrl-C: the terminal signals the whole group
         assert up.wait(timeout=60) == 0
+        # The workers said goodbye to Redis before it stopped.
+        assert "could not remove this worker" not in (tmp_path / "up.log").read_text()
         time.sleep(0.5)
         assert not [pid for pid in family if alive(pid)], "ownkey up left processes behind"
         with socket.socket() as probe:
