@@ -45,6 +45,8 @@ SQLITE_BUSY_TIMEOUT_MS = 30_000
 # A thread that waits this long for a pooled PostgreSQL connection gets an error, which
 # the worker treats like a database outage (worker/db_retry.py).
 PG_POOL_TIMEOUT_SECONDS = 60
+MAX_ENGINES = 8
+_engines: dict[str, Engine] = {}
 _engines_lock = threading.Lock()
 # Each SQLite engine's WriterLock (engines live as long as the process).
 _writer_locks: dict[Engine, WriterLock] = {}
@@ -118,15 +120,22 @@ def _prepare_sqlite(engine: Engine) -> None:
 
 
 def engine_for(url: str) -> Engine:
-    """One engine per database URL and process. Locked: a worker's first burst of steps
-    asks for it from two hundred threads at once, and `lru_cache` alone would let each
-    of them build an engine (and a pool, and connections) of its own."""
-    with _engines_lock:
-        return _new_engine_for(url)
+    """One engine per database URL and process. Built under a lock: a worker's first
+    burst of steps asks from two hundred threads at once, and each would otherwise build
+    an engine (and a pool, and connections) of its own. Found without one: every
+    transaction asks."""
+    engine = _engines.get(url)
+    if engine is None:
+        with _engines_lock:
+            engine = _engines.get(url)
+            if engine is None:
+                if len(_engines) >= MAX_ENGINES:  # tests make many databases: drop the oldest
+                    _engines.pop(next(iter(_engines)))
+                engine = _engines[url] = _new_engine(url)
+    return engine
 
 
-@lru_cache(maxsize=8)
-def _new_engine_for(url: str) -> Engine:
+def _new_engine(url: str) -> Engine:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         lock_file = None
