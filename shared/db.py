@@ -48,7 +48,7 @@ PG_POOL_TIMEOUT_SECONDS = 60
 MAX_ENGINES = 8
 _engines: dict[str, Engine] = {}
 _engines_lock = threading.Lock()
-# Each SQLite engine's WriterLock (engines live as long as the process).
+# Each SQLite engine's WriterLock, for as long as `_engines` holds the engine.
 _writer_locks: dict[Engine, WriterLock] = {}
 
 
@@ -65,7 +65,7 @@ def _serialized_connection_class(lock: WriterLock) -> type[sqlite3.Connection]:
 
         def begin_immediate(self) -> None:
             # `transaction()` may have taken the lock already, before the connection.
-            self._holds_lock = not lock.held_here() and lock.acquire()
+            self._holds_lock = lock.take_unless_held()
             try:
                 self.execute("BEGIN IMMEDIATE")
             except BaseException:
@@ -130,7 +130,7 @@ def engine_for(url: str) -> Engine:
             engine = _engines.get(url)
             if engine is None:
                 if len(_engines) >= MAX_ENGINES:  # tests make many databases: drop the oldest
-                    _engines.pop(next(iter(_engines)))
+                    _writer_locks.pop(_engines.pop(next(iter(_engines))), None)
                 engine = _engines[url] = _new_engine(url)
     return engine
 
@@ -204,7 +204,7 @@ def transaction() -> Iterator[Connection]:
 @contextmanager
 def _writer_lock_held(engine: Engine) -> Iterator[None]:
     lock = _writer_locks.get(engine)
-    held = lock is not None and not lock.held_here() and lock.acquire()
+    held = lock is not None and lock.take_unless_held()
     try:
         yield
     finally:

@@ -38,7 +38,6 @@ QUIET_LOGGERS = ("httpx", "httpcore", "hpack", "alembic.runtime.plugins")
 
 # Celery's chatter below WARNING (see logging_config).
 PER_TASK_LOGGERS = ("celery.beat", "celery.app.trace", "celery.worker.strategy")
-WARNING = {"level": "WARNING"}
 
 _context: ContextVar[dict[str, str] | None] = ContextVar("ownkey_log_context", default=None)
 
@@ -113,7 +112,11 @@ def logging_config(log_format: LogFormat, level: str) -> dict[str, Any]:
             # 5 s), and Celery's two lines per task ("received", "succeeded"), which
             # name only a task id and cost a busy worker about 5% of its CPU. A step
             # logs one line of its own, with its ids, and Celery still logs failures.
-            **({} if level.upper() == "DEBUG" else dict.fromkeys(PER_TASK_LOGGERS, WARNING)),
+            **(
+                {}
+                if level.upper() == "DEBUG"
+                else {name: {"level": "WARNING"} for name in PER_TASK_LOGGERS}
+            ),
         },
     }
 

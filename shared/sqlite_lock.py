@@ -67,6 +67,11 @@ class WriterLock:
                 time.sleep(pause)
                 pause = min(pause * 2, _MAX_POLL_SECONDS)
 
+    def take_unless_held(self) -> bool:
+        """Take the lock unless this thread already holds it; True if this call took it
+        (and so must release it)."""
+        return not self.held_here() and self.acquire()
+
     def release(self) -> None:
         self._owner = None
         fd = self._file_descriptor()

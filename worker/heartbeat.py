@@ -89,7 +89,7 @@ class Heartbeat:
         try:
             worker_registry.unregister(self._client, self._node)
         except redis.RedisError as exc:
-            # Expected when Redis stops first (Ctrl-C of `ownkey up`): the entry expires.
+            # Redis is away: nothing to do, the entry expires by itself.
             log.info(
                 "could not remove this worker from the registry (%s); its entry expires in %d s",
                 type(exc).__name__,
